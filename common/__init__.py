@@ -1,0 +1,1 @@
+"""Shared pieces of the project: the MXNet import, command-line plumbing, training."""

@@ -1,0 +1,38 @@
+"""Command-line plumbing shared by every entry point: one-line errors, non-zero exits."""
+import sys
+
+
+class UsageError(ValueError):
+    """Bad input from the user: reported in one line, never as a traceback."""
+
+
+def run_main(main, argv=None, prog=None):
+    """Call ``main(argv)`` and turn expected failures into one line on stderr and exit 2.
+
+    Expected failures are bad input (``ValueError``, including ``UsageError``), missing or
+    unreadable files (``OSError``), a missing MXNet build (``ImportError``) and errors
+    raised inside MXNet (``MXNetError``, reduced to its first meaningful line).
+    """
+    prog = prog or sys.argv[0].rsplit("/", 1)[-1]
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:  # MXNetError carries a C++ stack trace: keep one line
+        if type(err).__name__ != "MXNetError":
+            raise
+        print(f"{prog}: error: MXNet: {mxnet_message(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def mxnet_message(err):
+    """The first line of an MXNetError that says what went wrong, without C++ frames."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Stack trace", "[bt]", "File ")):
+            return line.split("Check failed: ")[-1]
+    return type(err).__name__
