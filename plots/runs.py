@@ -1,0 +1,74 @@
+"""Reading run directories: the per-epoch metrics and the run's configuration."""
+import json
+import os
+
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+
+
+def _check_run_dir(run_dir):
+    if not os.path.isdir(run_dir):
+        raise OSError(f"run directory not found: {run_dir}")
+
+
+def load_metrics(run_dir):
+    """The per-epoch records of ``run_dir/metrics.jsonl``, in file order.
+
+    A run still in progress may have a partly written last line: a trailing line that
+    is not valid JSON is ignored. A bad line anywhere else, a missing file or a file
+    with no complete record raises a one-line error.
+    """
+    _check_run_dir(run_dir)
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.isfile(path):
+        raise OSError(f"no {METRICS} in run directory {run_dir}")
+    with open(path) as f:
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    records = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:  # being written right now
+                break
+            raise ValueError(f"{path}:{n}: not a JSON record") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{n}: expected a JSON object")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no complete epoch recorded yet")
+    return records
+
+
+def load_config(run_dir):
+    """The run's arguments from ``run_dir/config.json``, or ``{}`` when it has none."""
+    _check_run_dir(run_dir)
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        try:
+            config = json.load(f)
+        except ValueError:
+            raise ValueError(f"{path}: not valid JSON") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return config
+
+
+def run_label(run_dir):
+    """A legend label from the run's config, e.g. ``ResNet-110 full_preact identity``.
+
+    Falls back to the directory name when the config lacks the depth.
+    """
+    config = load_config(run_dir)
+    if "num_layers" not in config:
+        return os.path.basename(os.path.normpath(run_dir))
+    parts = [f"ResNet-{config['num_layers']}", config.get("unit"), config.get("shortcut")]
+    return " ".join(str(p) for p in parts if p)
+
+
+def error_percent(record, key="val_acc"):
+    """Test error in percent from a record's accuracy ``key``, or None if not recorded."""
+    acc = record.get(key)
+    return None if acc is None else 100.0 * (1.0 - float(acc))
