@@ -1,0 +1,58 @@
+"""Run a table of the Identity Mappings paper and compare it with the paper.
+
+    python3 -m experiments table2 --data-dir cifar --out runs/table2 [--rows a,b]
+        [--repeats 5] [--budget 300]
+    python3 -m experiments --list
+"""
+import argparse
+
+from common.cli import run_main
+
+
+def parse_args(argv=None):
+    from common.args import Parser
+    p = Parser(prog="python -m experiments", description=__doc__.splitlines()[0])
+    p.add_argument("table", nargs="?", help="table1, table2 or table3")
+    p.add_argument("--list", action="store_true", help="list the tables' rows and exit")
+    p.add_argument("--data-dir", help="CIFAR folder (the table's data set; see --download)")
+    p.add_argument("--out", help="folder of the runs, the table and the figure")
+    p.add_argument("--rows", help="comma-separated rows to run (default: all)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per row (the paper: 5)")
+    p.add_argument("--budget", type=int, metavar="ITERS",
+                   help="smoke check: ITERS iterations, ResNet-20/29, a data subset; "
+                        "not comparable with the paper")
+    p.add_argument("--budget-examples", type=int, default=5000,
+                   help="training images of a --budget run")
+    p.add_argument("--download", action="store_true", help="download CIFAR if missing")
+    args, extra = p.parse_known_args(argv)
+    if not args.list and not (args.table and args.data_dir and args.out):
+        p.error("give a table, --data-dir and --out (or --list)")
+    args.train_args = extra + (["--download"] if args.download else [])
+    return args
+
+
+def list_rows():
+    from experiments.presets import FAIL, TABLES
+    for table, presets in TABLES.items():
+        print(table)
+        for p in presets:
+            paper = "fail" if p.paper_error == FAIL else f"{p.paper_error:.2f}"
+            params = " ".join(f"{k}={v}" for k, v in p.shortcut_params.items())
+            print(f"  {p.name:34s} {p.dataset:8s} ResNet-{p.num_layers:<5d} {p.unit:17s} "
+                  f"{p.shortcut} {params}  paper {paper}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list:
+        return list_rows()
+    from experiments.runner import run_table
+    rows = args.rows.split(",") if args.rows else None
+    results, figure = run_table(args.table, args.out, args.data_dir, rows, args.repeats,
+                                args.budget, args.budget_examples, args.train_args)
+    print(open(f"{args.out}/table.md").read())
+    print("figure:", ", ".join(figure))
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m experiments")
