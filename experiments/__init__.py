@@ -1,0 +1,1 @@
+"""The paper's experiments: analyses and runners built on ``symbols`` and the trainers."""
