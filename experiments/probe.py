@@ -251,7 +251,8 @@ def main(argv=None):
               f" (ln slopes vs l: {log_slope(r['grad_norm']):+.3f}, "
               f"{log_slope(r['signal_norm']):+.3f})")
     images = "CIFAR-10 images" if args.data_dir else "random images"
-    title = f"ResNet-{args.num_layers}, a batch of {args.batch_size} {images}"
+    title = f"ResNet-{args.num_layers}, a batch of {args.batch_size} {images}" + \
+        ("" if checkpoint else ", at initialisation")
     for path in plot_gradient_flow(results, args.out, title=title):
         print(f"wrote {path}")
     return 0

@@ -38,11 +38,21 @@ def _series(records, x, key, path):
     return xs, ys
 
 
-def save_figure(fig, path):
-    """Write ``fig`` to ``path`` atomically; the format comes from the extension."""
+def _temp_beside(path):
+    """A new temporary file in ``path``'s folder with the permissions a plain ``open``
+    would give (mkstemp makes it private)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp
+
+
+def save_figure(fig, path):
+    """Write ``fig`` to ``path`` atomically; the format comes from the extension."""
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         fig.savefig(tmp, format=os.path.splitext(path)[1][1:], dpi=100)
@@ -54,8 +64,7 @@ def save_figure(fig, path):
 
 def write_text(path, text):
     """Write ``text`` to ``path`` atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

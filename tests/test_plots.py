@@ -55,6 +55,9 @@ def test_plot_runs_writes_png_and_pdf_that_open(two_runs, tmp_path):
     with open(pdf, "rb") as f:
         assert f.read(5) == b"%PDF-"
     assert not [n for n in os.listdir(tmp_path / "out") if n.startswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(png).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_figure_has_dashed_loss_left_and_solid_error_right(two_runs):
