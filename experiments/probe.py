@@ -9,7 +9,6 @@ The probe measures both norms on a real network and batch, using the zero Variab
 """
 import argparse
 import os
-import pickle
 import re
 
 import numpy as np
@@ -170,22 +169,22 @@ def plot_gradient_flow(results, out_prefix, title=None):
 
 
 def cifar_batch(data_dir, batch_size):
-    """The first ``batch_size`` images of CIFAR-10's ``data_batch_1`` in ``data_dir``,
-    standardised per channel, and their labels."""
-    path = os.path.join(data_dir, "data_batch_1")
-    if not os.path.isfile(path):
-        raise OSError(f"CIFAR-10 batch not found: {path}")
-    with open(path, "rb") as f:
-        try:
-            batch = pickle.load(f, encoding="bytes")
-            images, labels = batch[b"data"], batch[b"labels"]
-        except Exception:
-            raise ValueError(f"{path}: not a CIFAR-10 python batch file") from None
+    """The first ``batch_size`` images of CIFAR-10's ``data_batch_1`` under ``data_dir``
+    (as the trainers' ``--data-dir``), standardised per channel, and their labels."""
+    from data.cifar import cifar_folder, cifar_mean_std, load_batch
+    try:
+        folder = cifar_folder(data_dir, "cifar10")
+    except FileNotFoundError:  # its hint names the trainers' --download, which we lack
+        raise FileNotFoundError(f"no CIFAR-10 data in {data_dir}: expected data_batch_1 "
+                                "there or in its cifar-10-batches-py folder") from None
+    images, labels = load_batch(os.path.join(folder, "data_batch_1"))
     if len(labels) < batch_size:
-        raise ValueError(f"{path} holds {len(labels)} images, fewer than --batch-size {batch_size}")
-    x = np.asarray(images[:batch_size], dtype=np.float32).reshape(-1, 3, 32, 32)
-    x = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)
-    return x, np.asarray(labels[:batch_size], dtype=np.float32)
+        raise ValueError(f"{data_dir}: data_batch_1 holds {len(labels)} images, fewer than "
+                         f"--batch-size {batch_size}")
+    images = images[:batch_size]
+    mean, std = cifar_mean_std(images)
+    x = (images.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
+    return x, labels[:batch_size].astype(np.float32)
 
 
 def random_batch(batch_size, num_classes, seed):

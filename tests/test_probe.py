@@ -167,7 +167,7 @@ def test_cli_on_real_cifar_with_checkpoint(shared_cifar10, tmp_path, capsys):
     (["--variants", "full_preact:bogus"], "unknown shortcut 'bogus'"),
     (["--num-layers", "21"], "depth 21 is impossible"),
     (["--checkpoint", "missing.params"], "checkpoint not found"),
-    (["--data-dir", "no-such-dir"], "CIFAR-10 batch not found"),
+    (["--data-dir", "no-such-dir"], "no CIFAR-10 data in no-such-dir"),
     (["--widths", "4,x"], "--widths must be integers"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
