@@ -36,7 +36,8 @@ def download_cifar(dataset, root, url=None, md5=None, progress=True):
         missing = [f for f in needed if not os.path.isfile(os.path.join(folder, f))]
         if missing:
             raise FileNotFoundError(f"{os.path.join(folder, missing[0])}: no such file; the "
-                                    f"folder is incomplete, remove it to download {spec.name} again")
+                                    f"folder is incomplete, remove it to download "
+                                    f"{spec.name} again")
         return folder
     url = url or spec.url
     md5 = md5 or spec.md5
@@ -63,7 +64,7 @@ def fetch(url, dest, md5, progress=True):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".",
                                prefix="." + os.path.basename(dest), suffix=".part")
     try:
-        digest = hashlib.md5()
+        digest, received = hashlib.md5(), 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dest),
@@ -71,7 +72,10 @@ def fetch(url, dest, md5, progress=True):
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     out.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
+            if total and received != total:
+                raise OSError(f"connection closed after {received} of {total} bytes")
         if digest.hexdigest() != md5:
             raise ValueError(f"{url}: MD5 {digest.hexdigest()} does not match the expected "
                              f"{md5}; the download was discarded")

@@ -138,15 +138,69 @@ def rec_paths(data_dir):
     return paths
 
 
+class RecordIter(mx.io.DataIter):
+    """Wraps the ``ImageRecordIter`` that ``make()`` builds, casting its float32 output to
+    ``dtype`` (it makes no float16 itself).
+
+    With ``num_batches`` (training) every epoch has exactly that many batches, the inner
+    iterator restarting whenever it runs out. Without (evaluation) the inner iterator is
+    rebuilt at every ``reset``, so that each pass covers the data the same way:
+    ``ImageRecordIter.reset`` rolls the images that completed its last batch over into the
+    next pass, which would shift and shorten it.
+    """
+
+    def __init__(self, make, dtype="float32", num_batches=None):
+        self._make, self.num_batches, self.dtype = make, num_batches, np.dtype(dtype)
+        self._iter = make()
+        self._count = 0
+        super().__init__(self._iter.batch_size)
+        desc = self._iter.provide_data[0]
+        self.provide_data = [mx.io.DataDesc(desc.name, desc.shape, self.dtype, desc.layout)]
+        self.provide_label = self._iter.provide_label
+
+    def reset(self):
+        if self.num_batches is None and self._count:
+            self._iter = None  # free the old one's threads and buffers first
+            self._iter = self._make()
+        self._count = 0
+
+    def next(self):
+        if self._count == self.num_batches:
+            raise StopIteration
+        try:
+            batch = self._iter.next()
+        except StopIteration:
+            if self.num_batches is None:
+                raise
+            self._iter.reset()
+            batch = self._iter.next()
+        self._count += 1
+        if self.dtype != np.float32:
+            batch.data = [d.astype(self.dtype) for d in batch.data]
+        return batch
+
+
+def count_records(rec_path):
+    """Number of records of a .rec file, from the lines of its .idx file."""
+    with open(os.path.splitext(rec_path)[0] + ".idx", "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def get_imagenet_iters(data_dir, batch_size, data_nthreads=4, num_parts=1, part_index=0,
                        dtype="float32", image_shape=(3, 224, 224), seed=0):
-    """Training and validation ``mx.io.ImageRecordIter`` with the ImageNet recipe.
+    """Training and validation iterators over RecordIO files with the ImageNet recipe.
 
     ``data_dir`` is a folder with train.rec/.idx and val.rec/.idx, or a pair of .rec paths
     (each with its .idx beside it). ``data_nthreads`` decoding threads; ``num_parts`` /
-    ``part_index`` split both sets for distributed workers. Validation resizes the shorter
-    side to 256/224 of the crop size and crops the centre. The last batch of an epoch is
-    completed from the start of the data and ``DataBatch.pad`` counts the repeats.
+    ``part_index`` split both sets for distributed workers. ``seed`` seeds the shuffling;
+    the random augmentation is drawn afresh by MXNet's decoding threads.
+
+    Training: an ``mx.io.ImageRecordIter`` that reshuffles every epoch, held to
+    ``(records // num_parts) // batch_size`` batches per epoch on every worker (so
+    synchronous distributed training never waits on a worker with an extra batch); the
+    images left over roll into the next epoch. Validation: the shorter side resized to
+    256/224 of the crop size and the centre cropped, every pass the same, the last batch
+    completed from the first images with ``DataBatch.pad`` counting them.
     """
     train_rec, val_rec = rec_paths(data_dir)
     shape = parse_shape(image_shape)
@@ -157,18 +211,20 @@ def get_imagenet_iters(data_dir, batch_size, data_nthreads=4, num_parts=1, part_
         raise ValueError(f"part_index must be in 0..num_parts-1, got {part_index} of {num_parts}")
     if str(dtype) not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32 or float16, got {dtype!r}")
+    num_batches = count_records(train_rec) // num_parts // batch_size
+    if num_batches == 0:
+        raise ValueError(f"{train_rec}: too few images for one batch of {batch_size} "
+                         f"per part ({num_parts} parts)")
     mean_std = dict(zip(("mean_r", "mean_g", "mean_b"), RGB_MEAN),
                     **dict(zip(("std_r", "std_g", "std_b"), RGB_STD)))
     common = dict(data_shape=shape, batch_size=batch_size, preprocess_threads=data_nthreads,
-                  num_parts=num_parts, part_index=part_index, dtype=str(dtype),
-                  data_name="data", label_name="softmax_label", round_batch=True,
-                  verbose=False, **mean_std)
-    train = mx.io.ImageRecordIter(path_imgrec=train_rec,
-                                  path_imgidx=os.path.splitext(train_rec)[0] + ".idx",
-                                  shuffle=True, seed=seed, seed_aug=seed,
-                                  **TRAIN_AUGMENTATION, **common)
-    val = mx.io.ImageRecordIter(path_imgrec=val_rec,
-                                path_imgidx=os.path.splitext(val_rec)[0] + ".idx",
-                                shuffle=False, resize=round(shape[1] * RESIZE_RATIO),
-                                rand_crop=False, **common)
+                  num_parts=num_parts, part_index=part_index, data_name="data",
+                  label_name="softmax_label", round_batch=True, verbose=False, **mean_std)
+    train = RecordIter(lambda: mx.io.ImageRecordIter(
+        path_imgrec=train_rec, path_imgidx=os.path.splitext(train_rec)[0] + ".idx",
+        shuffle=True, seed=seed, **TRAIN_AUGMENTATION, **common), dtype, num_batches)
+    val = RecordIter(lambda: mx.io.ImageRecordIter(
+        path_imgrec=val_rec, path_imgidx=os.path.splitext(val_rec)[0] + ".idx",
+        shuffle=False, resize=round(shape[1] * RESIZE_RATIO), rand_crop=False, **common),
+        dtype)
     return train, val

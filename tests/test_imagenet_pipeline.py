@@ -1,0 +1,146 @@
+"""ImageNet pipeline end to end: real CIFAR images upscaled to JPEG, packed, read back."""
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+from common.mx import mx
+from data.imagenet import RGB_MEAN, RGB_STD
+
+CLASSES, PER_CLASS, SIZE = 3, 4, (80, 64)  # 12 images of 80x64 (width x height)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """class0..class2 with four real CIFAR-10 images each, upscaled and saved as JPEG."""
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                          "cifar-10-batches-py", "data_batch_1")
+    if not os.path.isfile(source):
+        pytest.skip(f"real CIFAR-10 sample not found at {os.path.normpath(source)}")
+    images, labels = data.load_batch(source)
+    root = tmp_path_factory.mktemp("images")
+    for c in range(CLASSES):
+        (root / f"class{c}").mkdir()
+        for j, i in enumerate(np.flatnonzero(labels == c)[:PER_CLASS]):
+            picture = Image.fromarray(images[i].transpose(1, 2, 0)).resize(SIZE, Image.BICUBIC)
+            picture.save(root / f"class{c}" / f"img{j}.jpg", quality=95)
+    (root / "class1" / "notes.txt").write_text("not an image")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def recs(image_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec")
+    data.pack_imagenet(image_folder, str(out / "train"), progress=False)
+    data.pack_imagenet(image_folder, str(out / "val"), shuffle=False, progress=False)
+    return str(out)
+
+
+def read_records(prefix):
+    record = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    out = [mx.recordio.unpack(record.read_idx(k)) for k in sorted(record.keys)]
+    record.close()
+    return out
+
+
+def test_pack_writes_im2rec_list_and_records(image_folder, recs):
+    lines = [line.split("\t") for line in open(os.path.join(recs, "train.lst")).read().splitlines()]
+    assert len(lines) == CLASSES * PER_CLASS
+    assert [int(line[0]) for line in lines] == list(range(len(lines)))
+    paths = [line[2] for line in lines]
+    assert sorted(paths) == sorted(f"class{c}/img{j}.jpg" for c in range(CLASSES)
+                                   for j in range(PER_CLASS))
+    assert paths != sorted(paths)  # shuffled
+    records = read_records(os.path.join(recs, "train"))
+    for (index, label, path), (header, payload) in zip(lines, records):
+        assert float(label) == header.label == int(path[5])
+        assert header.id == int(index)
+        with open(os.path.join(image_folder, path), "rb") as f:
+            assert payload == f.read()  # stored as is, like im2rec --pass-through
+
+
+def test_pack_resize_reencodes(image_folder, tmp_path):
+    _, rec, _ = data.pack_imagenet(image_folder, str(tmp_path / "small"), resize=32,
+                                   progress=False)
+    assert os.path.basename(rec) == "small.rec"
+    header, payload = read_records(str(tmp_path / "small"))[0]
+    assert Image.open(io.BytesIO(payload)).size == (40, 32)
+    assert sorted(os.listdir(tmp_path)) == ["small.idx", "small.lst", "small.rec"]
+
+
+def reference_val(path, crop=224, short=256):
+    """Shorter side to 256, centre 224x224, normalised: the validation transform with PIL."""
+    picture = Image.open(path).convert("RGB")
+    w, h = picture.size
+    picture = picture.resize((round(w * short / h), short), Image.BILINEAR)
+    left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
+    x = np.asarray(picture.crop((left, top, left + crop, top + crop)), np.float32)
+    return ((x - RGB_MEAN) / RGB_STD).transpose(2, 0, 1)
+
+
+def test_validation_is_resize_and_centre_crop(image_folder, recs):
+    _, val = data.get_imagenet_iters(recs, batch_size=5, data_nthreads=2)
+    passes = []
+    for _ in range(2):
+        batches = list(val)
+        val.reset()
+        passes.append(np.concatenate([b.data[0].asnumpy() for b in batches]))
+        assert [b.pad for b in batches] == [0, 0, 3]
+    np.testing.assert_array_equal(passes[0], passes[1])
+    x = passes[0]
+    assert x.shape == (15, 3, 224, 224)
+    np.testing.assert_array_equal(x[12:], x[:3])
+    lines = open(os.path.join(recs, "val.lst")).read().splitlines()
+    for got, line in zip(x[:12], lines):
+        want = reference_val(os.path.join(image_folder, line.split("\t")[2]))
+        assert np.abs(got - want).mean() < 0.02       # decoders and resamplers differ a bit
+        assert np.abs(got - want[::-1]).mean() > 0.1  # but the channels are RGB, not BGR
+
+
+def test_training_augmentation(recs):
+    train, _ = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=2, seed=1)
+    assert train.provide_data[0].shape == (4, 3, 224, 224)
+    epochs = []
+    for _ in range(2):
+        batches = list(train)
+        train.reset()
+        assert len(batches) == 3
+        epochs.append(np.concatenate([b.data[0].asnumpy() for b in batches]))
+        labels = np.concatenate([b.label[0].asnumpy() for b in batches])
+        assert set(labels) <= {0.0, 1.0, 2.0}
+    assert np.isfinite(epochs[0]).all() and not np.array_equal(epochs[0], epochs[1])
+    assert -1.5 < epochs[0].mean() < 1.5 and 0.3 < epochs[0].std() < 2.0
+
+
+def test_float16_and_parts(recs):
+    seen = []
+    for part in range(2):
+        train, val = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=1,
+                                             num_parts=2, part_index=part, dtype="float16",
+                                             image_shape="3,64,64")
+        assert len(list(train)) == 1   # 12 images, 2 parts, 4 per batch: 6 // 4
+        for b in val:
+            assert b.data[0].dtype == np.float16 and b.data[0].shape == (4, 3, 64, 64)
+            x = b.data[0].asnumpy()[:4 - b.pad]
+            seen += [tuple(np.round(img[:, 32, :8].ravel(), 2)) for img in x]
+    assert len(seen) == CLASSES * PER_CLASS and len(set(seen)) == len(seen)
+
+
+def test_errors(image_folder, recs, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train.rec: no such file"):
+        data.get_imagenet_iters(str(tmp_path), batch_size=4)
+    with pytest.raises(ValueError, match="image_shape must be C,H,W"):
+        data.get_imagenet_iters(recs, batch_size=4, image_shape="224,224")
+    with pytest.raises(ValueError, match="too few images for one batch"):
+        data.get_imagenet_iters(recs, batch_size=64)
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        data.pack_imagenet(str(tmp_path), str(tmp_path / "x"))
+    bad = tmp_path / "bad" / "class0"
+    bad.mkdir(parents=True)
+    (bad / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
+        data.pack_imagenet(str(tmp_path / "bad"), str(tmp_path / "bad"), progress=False)
+    assert not any(name.startswith("bad.") for name in os.listdir(tmp_path))
