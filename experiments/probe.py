@@ -8,6 +8,7 @@ The probe measures both norms on a real network and batch, using the zero Variab
 ``symbols.get_symbol(..., probe=True)`` adds at every unit input.
 """
 import argparse
+import ast
 import os
 import re
 
@@ -136,6 +137,13 @@ def log_slope(values):
     return float(np.polyfit(np.arange(len(values)), np.log(values), 1)[0])
 
 
+def summary(result):
+    """One line: the mean factor per unit by which the norms grow toward the input."""
+    grad, signal = log_slope(result["grad_norm"]), log_slope(result["signal_norm"])
+    return (f"per unit toward the input, d loss/d x_l x{np.exp(-grad):.3f}, "
+            f"x_l x{np.exp(-signal):.3f} (ln slopes vs l: {grad:+.3f}, {signal:+.3f})")
+
+
 def plot_gradient_flow(results, out_prefix, title=None):
     """Plot ``results`` (label -> :func:`gradient_flow` result) on log scales against the
     unit index: d loss / d x_l on the left, x_l on the right. Writes
@@ -195,13 +203,23 @@ def random_batch(batch_size, num_classes, seed):
 
 
 def parse_variants(text):
-    """``unit:shortcut,unit:shortcut`` -> [(unit, shortcut), ...]."""
+    """``unit:shortcut[:name=value...],...`` -> [(unit, shortcut, {name: value}), ...],
+    e.g. ``full_preact:constant_scaling:scale=0.8``."""
     variants = []
     for item in text.split(","):
-        unit, sep, shortcut = item.strip().partition(":")
-        if not sep or not unit or not shortcut:
-            raise UsageError(f"variant {item!r} is not UNIT:SHORTCUT")
-        variants.append((unit, shortcut))
+        fields = item.strip().split(":")
+        if len(fields) < 2 or not fields[0] or not fields[1]:
+            raise UsageError(f"variant {item!r} is not UNIT:SHORTCUT[:NAME=VALUE...]")
+        params = {}
+        for setting in fields[2:]:
+            key, sep, value = setting.partition("=")
+            try:
+                if not (key and sep):
+                    raise ValueError
+                params[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise UsageError(f"variant {item!r}: {setting!r} is not NAME=VALUE") from None
+        variants.append((fields[0], fields[1], params))
     return variants
 
 
@@ -237,18 +255,15 @@ def main(argv=None):
                    else random_batch(args.batch_size, args.num_classes, args.seed))
     checkpoint = load_params(args.checkpoint) if args.checkpoint else None
     results = {}
-    for unit, shortcut in parse_variants(args.variants):
+    for unit, shortcut, params in parse_variants(args.variants):
         symbol = symbols.get_symbol(args.num_classes, args.num_layers, (3, 32, 32), unit=unit,
-                                    shortcut=shortcut, widths=widths, probe=True)
-        name = f"{unit} {shortcut}"
+                                    shortcut=shortcut, widths=widths, probe=True, **params)
+        name = " ".join([unit, shortcut] + [f"{k}={v}" for k, v in params.items()])
         results[name] = gradient_flow(symbol, data, label, seed=args.seed)
         if checkpoint:
             results[f"{name} (checkpoint)"] = gradient_flow(symbol, data, label, *checkpoint)
-    for name, r in results.items():
-        print(f"{name}: per unit toward the input, d loss/d x_l x"
-              f"{np.exp(-log_slope(r['grad_norm'])):.3f}, x_l x{np.exp(-log_slope(r['signal_norm'])):.3f}"
-              f" (ln slopes vs l: {log_slope(r['grad_norm']):+.3f}, "
-              f"{log_slope(r['signal_norm']):+.3f})")
+    for name, result in results.items():
+        print(f"{name}: {summary(result)}")
     images = "CIFAR-10 images" if args.data_dir else "random images"
     title = f"ResNet-{args.num_layers}, a batch of {args.batch_size} {images}" + \
         ("" if checkpoint else ", at initialisation")

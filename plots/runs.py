@@ -57,7 +57,9 @@ def load_config(run_dir):
 
 
 def run_label(run_dir):
-    """A legend label from the run's config, e.g. ``ResNet-110 full_preact identity``.
+    """A legend label from the run's config, e.g. ``ResNet-110 full_preact identity``,
+    followed by the shortcut's settings (``--shortcut-param``) if any, e.g.
+    ``ResNet-110 full_preact constant_scaling scale=0.8``.
 
     Falls back to the directory name when the config lacks the depth.
     """
@@ -65,6 +67,7 @@ def run_label(run_dir):
     if "num_layers" not in config:
         return os.path.basename(os.path.normpath(run_dir))
     parts = [f"ResNet-{config['num_layers']}", config.get("unit"), config.get("shortcut")]
+    parts += config.get("shortcut_param") or []
     return " ".join(str(p) for p in parts if p)
 
 

@@ -77,6 +77,15 @@ def test_figure_has_dashed_loss_left_and_solid_error_right(two_runs):
     assert legend[:2] == ["ResNet-110 original identity", "ResNet-110 full_preact identity"]
 
 
+def test_label_from_config(tmp_path):
+    run = make_run(tmp_path, "cs", 2, {"num_layers": 56, "unit": "full_preact",
+                                        "shortcut": "constant_scaling",
+                                        "shortcut_param": ["scale=0.8"]})
+    assert plots.run_label(run) == "ResNet-56 full_preact constant_scaling scale=0.8"
+    (tmp_path / "cs" / "config.json").unlink()
+    assert plots.run_label(run) == "cs"
+
+
 def test_labels_override_and_must_match_runs(two_runs):
     fig = plots.curves.curves_figure(two_runs, labels=["a", "b"], title="t")
     assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()][:2] == ["a", "b"]

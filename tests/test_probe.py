@@ -147,6 +147,13 @@ def test_plot_gradient_flow_writes_png_and_pdf(batch, tmp_path):
         assert f.read(5) == b"%PDF-"
 
 
+def test_parse_variants_with_shortcut_settings():
+    assert probe.parse_variants("original:identity, full_preact:constant_scaling:scale=0.8:"
+                                "scale_residual=False") == [
+        ("original", "identity", {}),
+        ("full_preact", "constant_scaling", {"scale": 0.8, "scale_residual": False})]
+
+
 def test_cli_on_real_cifar_with_checkpoint(shared_cifar10, tmp_path, capsys):
     symbol = symbols.get_symbol(10, 20, (3, 32, 32), widths=WIDTHS)
     arg, aux = probe.init_params(symbol, (4, 3, 32, 32), seed=5)
@@ -165,6 +172,8 @@ def test_cli_on_real_cifar_with_checkpoint(shared_cifar10, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--variants", "full_preact"], "not UNIT:SHORTCUT"),
     (["--variants", "full_preact:bogus"], "unknown shortcut 'bogus'"),
+    (["--variants", "full_preact:constant_scaling:scale"], "'scale' is not NAME=VALUE"),
+    (["--variants", "full_preact:identity:scale=0.8"], "takes no parameter scale"),
     (["--num-layers", "21"], "depth 21 is impossible"),
     (["--checkpoint", "missing.params"], "checkpoint not found"),
     (["--data-dir", "no-such-dir"], "no CIFAR-10 data in no-such-dir"),
