@@ -1,0 +1,464 @@
+"""Training and inference speed of the CIFAR ResNets on this machine, against PyTorch.
+
+    python3 benchmarks/bench_train.py --depths 20,56,110,164 --repeats 5
+
+For every network, at batch 128, alternating within each repeat:
+- real: the project's training loop (``common.fit.train_epoch``: Module update, loss and
+  accuracy on the device, progress, loss checks) over the augmenting ``CifarIter``, fed
+  with the CIFAR-10 sample beside the checkout tiled to the batches needed;
+- synthetic: the same loop over one fixed random batch;
+- bare: ``forward_backward`` + ``update`` alone, to price the metric bookkeeping;
+- PyTorch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
+  equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors.
+Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the FP32 peak
+of the CPU; the time of a checkpoint against an epoch of 50k images; inference images/s
+of the network exported by ``common.predict``; peak RSS of each network (and of R-1001
+with and without memory mirroring) in subprocesses; a linear fit of time per image
+against depth. Every figure is the median of the repeats.
+
+With ``--gpus`` the same runs on GPU contexts, in each of ``--dtypes``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from common.cli import UsageError, run_main  # noqa: E402
+from common.mx import check_gpus, mx, physical_cores  # noqa: E402
+
+SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
+EPOCH_IMAGES = 50000  # a CIFAR training epoch, to price a checkpoint against
+DISP_BATCHES = 20  # train_cifar.py's default --disp-batches
+MODES = ("real", "synthetic", "bare", "torch")
+
+
+# -- the machine ----------------------------------------------------------------------
+
+def simd_lanes(flags):
+    """FP32 lanes of the widest fused multiply-add the CPU flags announce."""
+    if "avx512f" in flags:
+        return 16
+    if "fma" in flags and "avx2" in flags:
+        return 8
+    return 4  # SSE: a multiply and an add, counted as one FMA
+
+
+def peak_gflops(cores, fma_units, lanes, ghz):
+    """FP32 peak: each core completes ``fma_units`` FMAs of ``lanes`` floats (2 FLOPs
+    per lane) every cycle."""
+    return cores * fma_units * lanes * 2 * ghz
+
+
+def cpu_info(fma_units=2):
+    """Model, physical cores, FMA lanes, clock and FP32 peak of this machine, from
+    /proc/cpuinfo (flags, 'cpu MHz') or the cpufreq maximum where the kernel has one."""
+    info = {"model": "unknown", "flags": set(), "mhz": None}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = (s.strip() for s in line.partition(":"))
+            if key == "model name":
+                info["model"] = value
+            elif key == "flags":
+                info["flags"] = set(value.split())
+            elif key == "cpu MHz" and info["mhz"] is None:
+                info["mhz"] = float(value)
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
+            ghz, source = int(f.read()) / 1e6, "cpufreq maximum"
+    except (OSError, ValueError):
+        ghz, source = (info["mhz"] or 0) / 1e3, "/proc/cpuinfo cpu MHz"
+    cores, lanes = physical_cores(), simd_lanes(info["flags"])
+    peak = peak_gflops(cores, fma_units, lanes, ghz)
+    formula = (f"{cores} cores x {fma_units} FMA units x {lanes} FP32 lanes x 2 FLOP x "
+               f"{ghz:.3f} GHz ({source}) = {peak:.1f} GFLOP/s")
+    return {"model": info["model"], "cores": cores, "fma_units": fma_units, "lanes": lanes,
+            "ghz": ghz, "peak_gflops": peak, "formula": formula}
+
+
+def training_gflop(macs):
+    """GFLOP of one training image: forward, and backward as twice the forward."""
+    return macs * 2 * 3 / 1e9
+
+
+def linear_fit(x, y):
+    """(slope, intercept, R^2) of the least-squares line y = slope * x + intercept."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    total = ((y - y.mean()) ** 2).sum()
+    return slope, intercept, 1.0 - (residual ** 2).sum() / total if total else 1.0
+
+
+# -- the project's training path --------------------------------------------------------
+
+def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False):
+    """train_cifar.py's flags for a synthetic run of this network."""
+    import train_cifar
+    argv = ["--num-layers", str(depth), "--batch-size", str(batch_size), "--benchmark",
+            "--dtype", dtype] + (["--gpus", gpus] if gpus else []) + (["--mirror"] if mirror else [])
+    return train_cifar.parse_args(argv)
+
+
+def project_module(args, symbol, data_iter, contexts):
+    """A Module bound, initialised and with its optimizer, as ``fit.fit`` makes it."""
+    from common import fit
+    from common.schedule import StepSchedule
+    check_gpus(contexts)
+    kv, _, _ = fit.create_kvstore(args)
+    return fit.create_module(args, symbol, data_iter, contexts, kv, StepSchedule(args.lr))
+
+
+def cifar_iter(data_dir, batches, batch_size):
+    """The training CifarIter (augmenting, shuffling) over the CIFAR-10 files in
+    ``data_dir``, tiled to ``batches`` full batches."""
+    from data import CifarIter, cifar_mean_std, load_cifar
+    files = sorted(f for f in os.listdir(data_dir) if f.startswith("data_batch"))
+    if not files:
+        raise UsageError(f"--data-dir {data_dir}: no CIFAR-10 data_batch_* file")
+    images, labels = load_cifar(data_dir, files=files)
+    mean, std = cifar_mean_std(images)
+    take = np.arange(batches * batch_size) % len(images)
+    return CifarIter(images[take], labels[take], batch_size, augment=True, mean=mean,
+                     std=std, last_batch="discard")
+
+
+def time_loop(mod, data_iter, epoch):
+    """Seconds of ``fit.train_epoch`` over one epoch of ``data_iter``."""
+    from common import fit
+    from common.monitor import Progress, RunningStats
+    fit.start_epoch(data_iter, epoch)
+    stats = RunningStats()
+    progress = Progress(epoch + 1, fit.count_batches(data_iter), DISP_BATCHES, interactive=False)
+    tic = time.perf_counter()
+    fit.train_epoch(mod, data_iter, stats, progress, DISP_BATCHES, lambda b: f"batch {b}")
+    stats.flush()
+    mx.nd.waitall()
+    return time.perf_counter() - tic
+
+
+def time_bare(mod, batch, batches):
+    """Seconds of ``batches`` forward_backward + update, nothing else."""
+    tic = time.perf_counter()
+    for _ in range(batches):
+        mod.forward_backward(batch)
+        mod.update()
+    mx.nd.waitall()
+    return time.perf_counter() - tic
+
+
+def checkpoint_seconds(mod, run_dir, num_classes):
+    """Seconds to write one epoch's checkpoint (parameters, optimizer states, manifest)
+    and metrics record, as ``fit.run_epoch`` does; leaves a run directory to export."""
+    from common import checkpoint as ckpt
+    arg, aux = mod.get_params()
+    tic = time.perf_counter()
+    ckpt.append_metrics(run_dir, {"epoch": 1, "train_loss": 0.0})
+    ckpt.save_checkpoint(run_dir, 1, 1, mod.symbol, arg, aux, mod.save_optimizer_states,
+                         extra={"seed": 0})
+    seconds = time.perf_counter() - tic
+    ckpt.write_json(os.path.join(run_dir, ckpt.CONFIG), {
+        "num_classes": num_classes, "preprocess": {"image_shape": [3, 32, 32], "resize": 32,
+                                                   "crop": 32, "mean": [0.0] * 3,
+                                                   "std": [1.0] * 3}})
+    return seconds
+
+
+def inference_images_per_sec(run_dir, ctx, batch_size, batches, repeats):
+    """Median images/s of ``common.predict.Classifier`` over the exported network."""
+    from common.predict import Classifier, export_model
+    model = Classifier(export_model(run_dir), ctx, batch_size)
+    images = np.random.default_rng(0).standard_normal((batch_size, 3, 32, 32), np.float32)
+    model.probabilities(images)
+    speeds = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        for _ in range(batches):
+            model.probabilities(images)
+        speeds.append(batches * batch_size / (time.perf_counter() - tic))
+    return statistics.median(speeds)
+
+
+# -- the PyTorch peer ---------------------------------------------------------------------
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise UsageError("PyTorch is not installed: pip install torch==2.13.0 'numpy<2' "
+                         "(or pass --no-peer)") from None
+    return torch
+
+
+def torch_device(gpus):
+    """The peer's device: the first of --gpus, or the CPU; None where PyTorch has no CUDA."""
+    torch = import_torch()
+    if not gpus:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        return torch.device("cpu")
+    return torch.device(f"cuda:{gpus.split(',')[0]}") if torch.cuda.is_available() else None
+
+
+def peer(depth, symbol, batch_size, device, dtype="float32"):
+    """The PyTorch network and a ``run(batches) -> seconds`` timer of its training."""
+    import symbols
+    from benchmarks.peer_torch import PreActResNet, make_trainer, param_shapes
+    torch = import_torch()
+    model = PreActResNet(depth).to(device)
+    ours = sorted(symbols.param_shapes(symbol, (3, 32, 32)).values())
+    if param_shapes(model) != ours:
+        raise AssertionError(f"the PyTorch peer of ResNet-{depth} differs from ours in "
+                             "its parameters")
+    step = make_trainer(model, amp=dtype == "float16")
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randn(batch_size, 3, 32, 32, generator=gen).to(device)
+    label = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
+
+    def run(batches):
+        tic = time.perf_counter()
+        loss = correct = 0
+        for _ in range(batches):
+            batch_loss, batch_correct = step(data, label)
+            loss, correct = loss + batch_loss, correct + batch_correct
+        float(loss), int(correct)  # waits for the device
+        return time.perf_counter() - tic
+    return run
+
+
+# -- one network --------------------------------------------------------------------------
+
+def default_batches(depth):
+    """Batches per timed run: about four R-20 batches' worth of work, at least one."""
+    return max(1, -(-80 // depth))
+
+
+def bench_network(depth, opts, dtype, work_dir):
+    """Time every mode of ResNet-``depth``; returns the record of its medians."""
+    import symbols
+    from common import fit
+    args = project_args(depth, opts.batch_size, opts.gpus, dtype)
+    symbol = fit.build_symbol(args)
+    batches = opts.batches or default_batches(depth)
+    real = cifar_iter(opts.data_dir, batches, opts.batch_size)
+    synthetic = fit.SyntheticIter(10, (opts.batch_size, 3, 32, 32), batches)
+    contexts = fit.get_contexts(args)
+    mod = project_module(args, symbol, synthetic, contexts)
+    timers = {"real": lambda r: time_loop(mod, real, r),
+              "synthetic": lambda r: time_loop(mod, synthetic, r),
+              "bare": lambda r: time_bare(mod, synthetic.batch, batches)}
+    device = None if opts.no_peer else torch_device(opts.gpus)
+    if device is not None:
+        run_peer = peer(depth, symbol, opts.batch_size, device, dtype)
+        timers["torch"] = lambda r: run_peer(batches)
+    for timer in timers.values():  # warm-up: memory plans, kernels, caches
+        timer(0)
+    seconds = {mode: [] for mode in timers}
+    for r in range(opts.repeats):  # alternated, in a rotating order
+        modes = list(timers)[r % len(timers):] + list(timers)[:r % len(timers)]
+        for mode in modes:
+            seconds[mode].append(timers[mode](r + 1))
+    images = batches * opts.batch_size
+    speed = {m: images / statistics.median(s) for m, s in seconds.items()}
+    run_dir = os.path.join(work_dir, f"r{depth}-{dtype}")
+    os.makedirs(run_dir)
+    ckpt_s = checkpoint_seconds(mod, run_dir, 10)
+    macs = symbols.count_macs(symbol, (3, 32, 32))
+    record = {"depth": depth, "dtype": dtype, "batch_size": opts.batch_size,
+              "batches": batches, "repeats": opts.repeats,
+              "params": symbols.num_params(symbol, (3, 32, 32)), "macs": macs,
+              "images_per_sec": speed, "checkpoint_s": ckpt_s,
+              "gflops": speed["real"] * training_gflop(macs),
+              "inference_images_per_sec": inference_images_per_sec(
+                  run_dir, contexts[0], opts.batch_size, 2 * batches, opts.repeats)}
+    real.close()
+    return record
+
+
+def overheads(record):
+    """Percent that metric bookkeeping, real data and a checkpoint per epoch add."""
+    ips = record["images_per_sec"]
+    epoch_s = EPOCH_IMAGES / ips["real"]
+    return {"bookkeeping_pct": 100 * (ips["bare"] / ips["synthetic"] - 1),
+            "real_vs_synthetic_pct": 100 * ips["real"] / ips["synthetic"],
+            "checkpoint_pct": 100 * record["checkpoint_s"] / epoch_s}
+
+
+def describe(record, peak):
+    """One network's figures in a few lines."""
+    ips, over = record["images_per_sec"], overheads(record)
+    lines = [f"ResNet-{record['depth']} {record['dtype']}: {record['params'] / 1e6:.3f}M "
+             f"parameters, {record['macs'] / 1e6:.1f}M multiply-adds, batch "
+             f"{record['batch_size']}, {record['batches']} batches x {record['repeats']} repeats",
+             "  training images/s: " + ", ".join(f"{m} {v:.1f}" for m, v in ips.items())]
+    if "torch" in ips:
+        lines.append(f"  project (real data) / PyTorch: {ips['real'] / ips['torch']:.2f}x")
+    share = f" = {100 * record['gflops'] / peak:.1f}% of FP32 peak" if peak else ""
+    lines.append(f"  achieved {record['gflops']:.1f} GFLOP/s{share}")
+    lines.append(f"  real data at {over['real_vs_synthetic_pct']:.1f}% of synthetic speed; "
+                 f"metric bookkeeping +{over['bookkeeping_pct']:.1f}%; checkpoint "
+                 f"{record['checkpoint_s']:.3f} s = {over['checkpoint_pct']:.2f}% of a "
+                 f"{EPOCH_IMAGES}-image epoch")
+    lines.append(f"  inference (exported network): {record['inference_images_per_sec']:.1f} "
+                 "images/s")
+    return "\n".join(lines)
+
+
+def depth_fit(records):
+    """Lines fitting seconds per training image against depth, per branch type."""
+    lines = []
+    for kind, chosen in (("basic", [r for r in records if r["depth"] < 164]),
+                         ("all, against multiply-adds", records)):
+        if len(chosen) < 2:
+            continue
+        x = [r["depth"] if kind == "basic" else r["macs"] / 1e6 for r in chosen]
+        y = [1e3 / r["images_per_sec"]["synthetic"] for r in chosen]
+        slope, intercept, r2 = linear_fit(x, y)
+        unit = "layer" if kind == "basic" else "M multiply-adds"
+        lines.append(f"  {kind}: ms/image = {intercept:.3f} + {slope:.4f} x {unit} "
+                     f"(R^2 = {r2:.4f}); measured " + ", ".join(
+                         f"R-{r['depth']} {t:.2f}" for r, t in zip(chosen, y)))
+    return lines
+
+
+# -- peak memory, each network in its own process ----------------------------------------
+
+def rss_mib(field):
+    """VmRSS or VmHWM (peak) of this process, in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def memory_child(depth, batch_size, framework, mirror, gpus):
+    """Train one batch in this (fresh) process; print its peak memory as JSON."""
+    from common import fit
+    baseline = rss_mib("VmRSS")
+    if framework == "torch":
+        args = project_args(depth, batch_size)
+        peer(depth, fit.build_symbol(args), batch_size, torch_device(gpus))(1)
+        result = {}
+    else:
+        args = project_args(depth, batch_size, gpus, mirror=mirror)
+        data = fit.SyntheticIter(10, (batch_size, 3, 32, 32), 1)
+        contexts = fit.get_contexts(args)
+        mod = project_module(args, fit.build_symbol(args), data, contexts)
+        time_bare(mod, data.batch, 1)
+        result = fit.peak_memory(contexts) if gpus else {}
+    result.update(baseline_rss_mib=baseline, peak_rss_mib=rss_mib("VmHWM"))
+    print(json.dumps(result))
+
+
+def measure_memory(depth, batch_size, framework="project", mirror=False, gpus=None):
+    """Peak memory of ``memory_child`` run in a subprocess."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child",
+           f"{depth},{batch_size},{framework},{int(mirror)}"] + (["--gpus", gpus] if gpus else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise OSError(f"memory measurement of ResNet-{depth} failed: {tail}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_lines(opts):
+    """Peak RSS of every network (and its peer), and of the mirror comparison."""
+    runs = [(d, opts.batch_size, "project", False) for d in opts.depths]
+    if not opts.no_peer and not opts.gpus:
+        runs += [(d, opts.batch_size, "torch", False) for d in opts.depths]
+    if opts.mirror_batch:
+        runs += [(opts.mirror_depth, opts.mirror_batch, "project", m) for m in (False, True)]
+    lines = []
+    for depth, batch, framework, mirror in runs:
+        mem = measure_memory(depth, batch, framework, mirror, opts.gpus)
+        extra = f", GPU pool {mem['gpu_memory_mib']} MiB" if "gpu_memory_mib" in mem else ""
+        lines.append(f"  ResNet-{depth} batch {batch} {framework}"
+                     f"{' mirror' if mirror else ''}: peak RSS {mem['peak_rss_mib']:.0f} MiB "
+                     f"({mem['peak_rss_mib'] - mem['baseline_rss_mib']:.0f} above the "
+                     f"{mem['baseline_rss_mib']:.0f} MiB after imports){extra}")
+        print(lines[-1], flush=True)
+    return lines
+
+
+# -- the command --------------------------------------------------------------------------
+
+def ints(text):
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def parse_args(argv=None):
+    from common.args import Parser
+    p = Parser(prog="bench_train.py", description=__doc__.splitlines()[0])
+    p.add_argument("--depths", type=ints, default=[20, 56, 110, 164])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=5, help="figures are medians of these")
+    p.add_argument("--batches", type=int, help="batches per timed run (default: ceil(80 / depth))")
+    p.add_argument("--data-dir", default=SHARED_CIFAR,
+                   help="folder with CIFAR-10 data_batch_* files (default: the shared sample)")
+    p.add_argument("--gpus", help="run on these GPUs, e.g. 0 (default: the CPU)")
+    p.add_argument("--dtypes", default="float32", help="float32 and/or float16 (GPU only)")
+    p.add_argument("--fma-units", type=int, default=2,
+                   help="FMA units per core for the peak (2 on Haswell/Zen 2 and later)")
+    p.add_argument("--no-peer", action="store_true", help="skip PyTorch")
+    p.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
+    p.add_argument("--mirror-depth", type=int, default=1001)
+    p.add_argument("--mirror-batch", type=int, default=32,
+                   help="batch of the mirror comparison (0: skip it)")
+    p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    opts = p.parse_args(argv)
+    opts.dtypes = opts.dtypes.split(",")
+    if any(d not in ("float32", "float16") for d in opts.dtypes):
+        raise UsageError(f"--dtypes takes float32 and/or float16, got {','.join(opts.dtypes)}")
+    if "float16" in opts.dtypes and not opts.gpus:
+        raise UsageError("--dtypes float16 needs --gpus")
+    if min(opts.batch_size, opts.repeats, opts.batches or 1) < 1 or opts.mirror_batch < 0:
+        raise UsageError("--batch-size, --repeats and --batches must be >= 1")
+    if not opts.memory_child and not os.path.isdir(opts.data_dir):
+        raise UsageError(f"--data-dir {opts.data_dir}: no such folder (the CIFAR-10 "
+                         "batches are needed for the real-data figures)")
+    return opts
+
+
+def main(argv=None):
+    opts = parse_args(argv)
+    if opts.memory_child:
+        depth, batch, framework, mirror = opts.memory_child.split(",")
+        return memory_child(int(depth), int(batch), framework, mirror == "1", opts.gpus)
+    cpu = cpu_info(opts.fma_units)
+    peak = None if opts.gpus else cpu["peak_gflops"]
+    print(f"{cpu['model']}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+          f"MXNet {mx.__version__}\nFP32 peak: {cpu['formula']}", flush=True)
+    records = []
+    with tempfile.TemporaryDirectory(prefix="bench_train-") as work_dir:
+        for dtype in opts.dtypes:
+            for depth in opts.depths:
+                records.append(bench_network(depth, opts, dtype, work_dir))
+                print(describe(records[-1], peak), flush=True)
+    print("time per training image against depth (synthetic data):")
+    print("\n".join(depth_fit([r for r in records if r["dtype"] == opts.dtypes[0]])))
+    memory = []
+    if not opts.no_memory:
+        print("peak memory (one training batch, a fresh process each):", flush=True)
+        memory = memory_lines(opts)
+    if opts.json:
+        from common.checkpoint import write_json
+        write_json(opts.json, {"cpu": {k: v for k, v in cpu.items()}, "records": records,
+                               "memory": memory})
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="bench_train.py")

@@ -1,0 +1,114 @@
+"""The benchmark's pieces: the PyTorch peer is our network, the peak formula, the fits,
+the memory probe, and a tiny end-to-end run."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+torch = pytest.importorskip("torch", reason="PyTorch (the benchmark's peer) not installed")
+
+import symbols  # noqa: E402
+from benchmarks import bench_train  # noqa: E402
+from benchmarks.peer_torch import PreActResNet, make_trainer, num_params, param_shapes  # noqa: E402
+from common.mx import mx  # noqa: E402
+
+
+@pytest.mark.parametrize("depth", [20, 164])
+def test_peer_has_our_parameter_shapes(depth):
+    ours = symbols.get_symbol(10, depth, (3, 32, 32))
+    peer = PreActResNet(depth)
+    assert num_params(peer) == symbols.num_params(ours, (3, 32, 32))
+    assert param_shapes(peer) == sorted(symbols.param_shapes(ours, (3, 32, 32)).values())
+
+
+def mxnet_probabilities(symbol, params, aux, x, is_train):
+    mod = mx.mod.Module(symbol)
+    mod.bind([("data", x.shape)], [("softmax_label", (len(x),))], for_training=is_train)
+    mod.set_params(params, aux)
+    mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(len(x))]), is_train=is_train)
+    return mod.get_outputs()[0].asnumpy()
+
+
+@pytest.mark.parametrize("depth,bottleneck", [(8, False), (11, True)])
+def test_peer_computes_what_our_network_computes(depth, bottleneck):
+    # With our weights copied in order, the peer gives the same probabilities, with
+    # moving statistics (inference) and with batch statistics (training).
+    symbol = symbols.get_symbol(10, depth, (3, 32, 32), bottleneck=bottleneck)
+    peer = PreActResNet(depth, bottleneck=bottleneck)
+    rng = np.random.default_rng(0)
+    names = [n for n in symbol.list_arguments() if n not in ("data", "softmax_label")]
+    params, aux = {}, {}
+    for name, p in zip(names, peer.parameters(), strict=True):
+        params[name] = mx.nd.array(rng.normal(0.5, 0.3, tuple(p.shape)))
+        p.data = torch.from_numpy(params[name].asnumpy())
+    buffers = [b for n, b in peer.named_buffers() if "running" in n]
+    for name, b in zip(symbol.list_auxiliary_states(), buffers, strict=True):
+        aux[name] = mx.nd.array(rng.uniform(0.5, 1.5, tuple(b.shape)))
+        b.data = torch.from_numpy(aux[name].asnumpy())
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    for is_train in (False, True):
+        peer.train(is_train)
+        with torch.no_grad():
+            want = torch.softmax(peer(torch.from_numpy(x)), 1).numpy()
+        got = mxnet_probabilities(symbol, params, aux, x, is_train)
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+
+
+def test_peer_trainer_lowers_the_loss():
+    torch.manual_seed(0)
+    model = PreActResNet(8)
+    step = make_trainer(model, lr=0.1)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    losses = [float(step(x, y)[0]) / 16 for _ in range(10)]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_peak_formula():
+    assert bench_train.peak_gflops(2, 2, 8, 2.5) == 2 * 2 * 8 * 2 * 2.5
+    assert bench_train.simd_lanes({"avx512f", "avx2", "fma"}) == 16
+    assert bench_train.simd_lanes({"avx2", "fma"}) == 8
+    assert bench_train.simd_lanes({"sse2"}) == 4
+    cpu = bench_train.cpu_info(fma_units=2)
+    assert cpu["peak_gflops"] == pytest.approx(
+        cpu["cores"] * 2 * cpu["lanes"] * 2 * cpu["ghz"])
+    assert cpu["peak_gflops"] > 0 and f"{cpu['peak_gflops']:.1f} GFLOP/s" in cpu["formula"]
+
+
+def test_training_flops_and_linear_fit():
+    macs = symbols.count_macs(symbols.get_symbol(10, 20, (3, 32, 32)), (3, 32, 32))
+    assert bench_train.training_gflop(macs) == pytest.approx(macs * 6 / 1e9)
+    slope, intercept, r2 = bench_train.linear_fit([20, 56, 110], [2 * 20 + 1, 2 * 56 + 1, 2 * 110 + 1])
+    assert (slope, intercept, r2) == pytest.approx((2.0, 1.0, 1.0))
+    assert bench_train.linear_fit([1, 2, 3], [1, 3, 2])[2] < 0.5
+
+
+def test_memory_probe_sees_mirroring_and_batch_size():
+    small = bench_train.measure_memory(8, 4)
+    big = bench_train.measure_memory(8, 64)
+    mirrored = bench_train.measure_memory(8, 64, mirror=True)
+    assert 0 < small["baseline_rss_mib"] < small["peak_rss_mib"] < big["peak_rss_mib"]
+    assert mirrored["peak_rss_mib"] > mirrored["baseline_rss_mib"]
+
+
+def test_tiny_benchmark_prints_every_figure(shared_cifar10):
+    out = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--depths", "8,14",
+                          "--batch-size", "8", "--repeats", "2", "--batches", "1",
+                          "--no-memory", "--data-dir", shared_cifar10],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "FP32 peak:" in text and text.count("training images/s: real") == 2
+    for figure in ("synthetic", "bare", "torch", "project (real data) / PyTorch",
+                   "% of FP32 peak", "metric bookkeeping", "inference (exported network)",
+                   "ms/image ="):
+        assert figure in text
+
+
+def test_bad_flags_give_one_line_errors():
+    out = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--dtypes", "float16"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "bench_train.py: error: --dtypes float16 needs --gpus"
