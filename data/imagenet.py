@@ -11,6 +11,8 @@ training takes a random-resized crop (area 8-100 %, aspect ratio 3/4-4/3), a ran
 colour jitter (brightness, contrast, saturation 0.4) and PCA lighting noise (0.1);
 validation resizes the shorter side to 256 and takes the centre 224x224 crop. Both
 subtract the ImageNet RGB mean and divide by its std.
+
+Command line: ``python3 -m data pack-imagenet IMAGE_FOLDER PREFIX [--resize 480]``.
 """
 import io
 import os
@@ -158,6 +160,11 @@ class RecordIter(mx.io.DataIter):
         self.provide_data = [mx.io.DataDesc(desc.name, desc.shape, self.dtype, desc.layout)]
         self.provide_label = self._iter.provide_label
 
+    def __len__(self):
+        if self.num_batches is None:
+            raise TypeError("an evaluation RecordIter has no fixed number of batches")
+        return self.num_batches
+
     def reset(self):
         if self.num_batches is None and self._count:
             self._iter = None  # free the old one's threads and buffers first
@@ -228,3 +235,4 @@ def get_imagenet_iters(data_dir, batch_size, data_nthreads=4, num_parts=1, part_
         shuffle=False, resize=round(shape[1] * RESIZE_RATIO), rand_crop=False, **common),
         dtype)
     return train, val
+

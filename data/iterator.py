@@ -112,7 +112,8 @@ class CifarIter(mx.io.DataIter):
     of the epoch's order; parts are disjoint and all yield the same number of batches
     (``len(it)``), so distributed workers stay in step.
 
-    ``DataBatch.index`` holds the dataset indices of the batch's images.
+    ``DataBatch.index`` holds the dataset indices of the batch's images; ``mean`` and ``std``
+    the normalisation statistics (float32, pixel units).
     """
 
     def __init__(self, images, labels, batch_size, augment, mean, std, seed=0, shuffle=None,
@@ -126,9 +127,9 @@ class CifarIter(mx.io.DataIter):
         self.shuffle = self.augment if shuffle is None else bool(shuffle)
         self.seed, self.last_batch, self.dtype = seed, last_batch, np.dtype(dtype)
         self.num_parts, self.part_index, self.prefetch = num_parts, part_index, prefetch
-        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self._scale = (1.0 / std).reshape(1, -1, 1, 1)
-        self._shift = (-mean / std).reshape(1, -1, 1, 1)
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        self._scale = (1.0 / self.std).reshape(1, -1, 1, 1)
+        self._shift = (-self.mean / self.std).reshape(1, -1, 1, 1)
         self.num_batches = _num_batches(len(images), batch_size, num_parts, last_batch)
         self._data_desc = mx.io.DataDesc(data_name, (batch_size,) + images.shape[1:],
                                          self.dtype, "NCHW")

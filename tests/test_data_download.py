@@ -147,3 +147,16 @@ def test_incomplete_existing_folder(tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(FileNotFoundError, match="folder is incomplete"):
         data.download_cifar("cifar10", str(tmp_path))
+
+
+def test_command_line(archive, tmp_path, capsys):
+    from common.cli import run_main
+    from data.__main__ import main
+    url, checksum, _ = archive
+    run_main(main, ["download", "cifar10", str(tmp_path / "cli"), "--url", url, "--md5", checksum])
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cli" / "cifar-10-batches-py")
+    with pytest.raises(SystemExit) as code:
+        run_main(main, ["download", "cifar10", str(tmp_path / "bad"), "--url", url,
+                        "--md5", "f" * 32])
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+    assert code.value.code == 2 and "error: http" in last and "does not match" in last

@@ -107,7 +107,7 @@ def test_training_augmentation(recs):
     for _ in range(2):
         batches = list(train)
         train.reset()
-        assert len(batches) == 3
+        assert len(batches) == len(train) == 3
         epochs.append(np.concatenate([b.data[0].asnumpy() for b in batches]))
         labels = np.concatenate([b.label[0].asnumpy() for b in batches])
         assert set(labels) <= {0.0, 1.0, 2.0}
@@ -144,3 +144,17 @@ def test_errors(image_folder, recs, tmp_path):
     with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
         data.pack_imagenet(str(tmp_path / "bad"), str(tmp_path / "bad"), progress=False)
     assert not any(name.startswith("bad.") for name in os.listdir(tmp_path))
+
+
+def test_command_line(image_folder, tmp_path, capsys):
+    from common.cli import run_main
+    from data.__main__ import main
+    run_main(main, ["pack-imagenet", image_folder, str(tmp_path / "val"), "--no-shuffle",
+                    "--resize", "40"])
+    assert "val.rec" in capsys.readouterr().out
+    lines = open(tmp_path / "val.lst").read().splitlines()
+    assert [line.split("\t")[2] for line in lines] == sorted(line.split("\t")[2] for line in lines)
+    with pytest.raises(SystemExit) as code:
+        run_main(main, ["pack-imagenet", str(tmp_path / "nowhere"), str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and err.count("\n") == 1 and "nowhere: no such folder" in err
