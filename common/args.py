@@ -1,0 +1,146 @@
+"""Argument groups shared by the training scripts (the MXNet example's ``add_fit_args``
+pattern): each script adds the groups, its own data flags, and per-dataset defaults with
+``parser.set_defaults``; ``check_args`` turns bad combinations into one-line errors.
+"""
+import argparse
+
+from common.cli import UsageError
+
+OPTIMIZERS = ("nag", "sgd")
+KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``prog: error: message``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_model_args(parser):
+    from symbols import PROJECTIONS, SHORTCUTS, UNITS
+    g = parser.add_argument_group("Model")
+    g.add_argument("--num-layers", type=int, help="depth: 6n+2 / 9n+2 on CIFAR, 18-200 on ImageNet")
+    g.add_argument("--unit", default="full_preact", choices=list(UNITS),
+                   help="residual unit (Fig. 4 of the 2016 paper)")
+    g.add_argument("--shortcut", default="identity", choices=list(SHORTCUTS),
+                   help="shortcut (Fig. 2 of the 2016 paper)")
+    g.add_argument("--shortcut-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a shortcut setting, e.g. scale=0.5, gate_bias=-6, ratio=0.5")
+    g.add_argument("--projection", default="B", choices=list(PROJECTIONS),
+                   help="shortcut where dimensions change (2015 paper, Sec. 3.3)")
+    g.add_argument("--bottleneck", choices=["yes", "no"], help="branch type (default: by depth)")
+    g.add_argument("--num-classes", type=int, help="number of classes")
+    g.add_argument("--image-shape", help="channels,height,width of the network input")
+    return g
+
+
+def add_data_args(parser):
+    g = parser.add_argument_group("Data")
+    g.add_argument("--data-dir", help="folder of the data set")
+    g.add_argument("--benchmark", action="store_true",
+                   help="train on synthetic data and print images/s (no data set needed)")
+    g.add_argument("--benchmark-batches", type=int, default=50,
+                   help="batches per epoch of --benchmark")
+    g.add_argument("--num-examples", type=int, help="training images (ImageNet: for the "
+                   "equal split across workers)")
+    return g
+
+
+def add_fit_args(parser):
+    g = parser.add_argument_group("Training")
+    g.add_argument("--gpus", help="GPUs to use, e.g. 0,1 (default: CPU)")
+    g.add_argument("--cpus", type=int, help="train data-parallel on N CPU contexts")
+    g.add_argument("--kv-store", choices=KV_STORES, help="how gradients are aggregated "
+                   "across devices and machines (default: device on GPUs, else local)")
+    g.add_argument("--num-epochs", type=int, help="epochs to train (overrides --num-iters)")
+    g.add_argument("--num-iters", type=int, help="iterations to train, rounded up to epochs")
+    g.add_argument("--batch-size", type=int, default=128, help="images per batch (all devices)")
+    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
+    g.add_argument("--lr-factor", type=float, default=0.1, help="lr multiplier at each step")
+    g.add_argument("--lr-step-epochs", help="epochs where lr is multiplied by --lr-factor, "
+                   "e.g. 81,122 (overrides --lr-step-iters)")
+    g.add_argument("--lr-step-iters", help="iterations where lr is multiplied, e.g. 32000,48000")
+    g.add_argument("--warmup-iters", type=int,
+                   help="first iterations at --warmup-lr (default: 400 for CIFAR 'original' "
+                        "nets of depth >= 110, else 0)")
+    g.add_argument("--warmup-lr", type=float, default=0.01, help="learning rate of warm-up")
+    g.add_argument("--optimizer", default="nag", choices=OPTIMIZERS,
+                   help="nag (Nesterov momentum) or sgd (with momentum)")
+    g.add_argument("--mom", type=float, default=0.9, help="momentum")
+    g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    g.add_argument("--top-k", type=int, default=0, help="also report top-k accuracy (k > 1)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="float16: half precision with float32 master weights (GPU only)")
+    g.add_argument("--mirror", action="store_true", help="recompute cheap activations in "
+                   "backward to save memory (MXNET_BACKWARD_DO_MIRROR)")
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and "
+                   "augmentation")
+    g.add_argument("--output-dir", help="run directory: metrics.jsonl, config.json, checkpoints")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the newest complete checkpoint in --output-dir")
+    g.add_argument("--load-epoch", type=int, help="continue from the checkpoint of this epoch")
+    g.add_argument("--keep-checkpoints", type=int, default=2,
+                   help="newest checkpoints kept (0: all)")
+    g.add_argument("--disp-batches", type=int, default=20,
+                   help="log (and check the loss) every N batches")
+    g.add_argument("--export", action="store_true",
+                   help="at the end, write the network for inference to OUTPUT_DIR/export")
+    g.add_argument("--no-plots", action="store_true", help="do not draw curves at the end")
+    return g
+
+
+def parse_shortcut_params(items):
+    """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}."""
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--shortcut-param expects NAME=VALUE, got {item!r}")
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            params[name] = low == "true"
+        else:
+            try:
+                params[name] = float(value)
+            except ValueError:
+                raise UsageError(f"--shortcut-param {name}: {value!r} is not a number") from None
+    return params
+
+
+def check_args(args):
+    """Reject impossible settings with a one-line UsageError."""
+    positive = ["batch_size", "disp_batches", "num_classes", "benchmark_batches"]
+    for name in positive:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("num_epochs", "num_iters", "warmup_iters", "load_epoch"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.num_layers is None:
+        raise UsageError("--num-layers is required")
+    if args.lr <= 0 or args.warmup_lr <= 0:
+        raise UsageError("--lr and --warmup-lr must be > 0")
+    if not 0 < args.lr_factor <= 1:
+        raise UsageError(f"--lr-factor must be in (0, 1], got {args.lr_factor}")
+    if not 0 <= args.mom < 1 or args.wd < 0:
+        raise UsageError("--mom must be in [0, 1) and --wd >= 0")
+    if args.top_k == 1 or args.top_k < 0:
+        raise UsageError("--top-k must be 0 (off) or > 1")
+    if args.gpus and args.cpus:
+        raise UsageError("give either --gpus or --cpus, not both")
+    if args.cpus is not None and args.cpus < 1:
+        raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
+    if args.dtype == "float16" and not args.gpus:
+        raise UsageError("--dtype float16 needs GPU contexts (--gpus)")
+    if not args.benchmark:
+        if not args.data_dir:
+            raise UsageError("--data-dir is required (or --benchmark for synthetic data)")
+        if not args.output_dir:
+            raise UsageError("--output-dir is required")
+    if (args.resume or args.load_epoch is not None or args.export) and not args.output_dir:
+        raise UsageError("--resume, --load-epoch and --export need --output-dir")
+    args.shortcut_kwargs = parse_shortcut_params(args.shortcut_param)
+    return args

@@ -1,0 +1,85 @@
+"""Learning-rate schedules as pure functions of the iteration, with constant warm-up.
+
+The papers state their schedules in iterations (CIFAR: 0.1, /10 at 32k and 48k, stop at
+64k, 2015 paper Sec. 4.2) or in epochs (ImageNet: /10 at epochs 30 and 60). ``plan``
+turns either form into iterations once the number of batches per epoch is known.
+"""
+import math
+from bisect import bisect_right
+
+from common.mx import mx
+
+
+class StepSchedule(mx.lr_scheduler.LRScheduler):
+    """lr(t) = warmup_lr for t < warmup_iters, else base_lr * factor ** #{s in steps: s <= t}.
+
+    ``t`` counts the updates already made (0 for the first batch). As an MXNet
+    ``LRScheduler`` it is called with the optimizer's 1-based ``num_update``; on an
+    asynchronous parameter server every worker's push is an update, so
+    ``updates_per_iter`` (the number of workers) converts updates back to iterations.
+    """
+
+    def __init__(self, base_lr, steps=(), factor=0.1, warmup_iters=0, warmup_lr=0.01,
+                 updates_per_iter=1):
+        super().__init__(base_lr=base_lr)
+        steps = [int(s) for s in steps]
+        if any(b <= a for a, b in zip(steps, steps[1:])) or any(s < 1 for s in steps):
+            raise ValueError(f"lr steps must be positive and increasing, got {steps}")
+        if not 0 < factor <= 1:
+            raise ValueError(f"lr factor must be in (0, 1], got {factor}")
+        if warmup_iters < 0:
+            raise ValueError(f"warm-up iterations must be >= 0, got {warmup_iters}")
+        self.steps, self.factor = steps, factor
+        self.warmup_iters, self.warmup_lr = int(warmup_iters), warmup_lr
+        self.updates_per_iter = max(1, int(updates_per_iter))
+
+    def lr(self, iteration):
+        """The learning rate of the update made at 0-based ``iteration``."""
+        if iteration < self.warmup_iters:
+            return self.warmup_lr
+        return self.base_lr * self.factor ** bisect_right(self.steps, iteration)
+
+    def __call__(self, num_update):
+        return self.lr(max(0, num_update - 1) // self.updates_per_iter)
+
+
+def parse_ints(text, what):
+    """``"32000,48000"`` -> [32000, 48000]; '' or None -> []."""
+    if text is None or str(text).strip() == "":
+        return []
+    try:
+        return [int(v) for v in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None,
+         lr_step_iters=None):
+    """(number of epochs, lr steps in iterations) of a run.
+
+    Epoch settings win over iteration settings when both are given. A length in
+    iterations is rounded up to whole epochs (64k iterations of 391 batches: 164 epochs).
+    """
+    if batches_per_epoch < 1:
+        raise ValueError("the training set gives no batch: it is smaller than one batch")
+    if num_epochs is not None:
+        epochs = int(num_epochs)
+    elif num_iters is not None:
+        epochs = math.ceil(int(num_iters) / batches_per_epoch)
+    else:
+        raise ValueError("give the length of training: --num-epochs or --num-iters")
+    if epochs < 0:
+        raise ValueError(f"the number of epochs must be >= 0, got {epochs}")
+    step_epochs = parse_ints(lr_step_epochs, "--lr-step-epochs")
+    if step_epochs:
+        steps = [e * batches_per_epoch for e in step_epochs]
+    else:
+        steps = parse_ints(lr_step_iters, "--lr-step-iters")
+    return epochs, steps
+
+
+def default_warmup(unit, num_layers, image_shape):
+    """Warm-up iterations of the 2015 paper: 400 at lr 0.01 for CIFAR nets of the
+    original unit from 110 layers on (Sec. 4.2), none otherwise."""
+    height = image_shape[1]
+    return 400 if height <= 32 and unit == "original" and (num_layers or 0) >= 110 else 0

@@ -1,0 +1,79 @@
+"""A local parameter-server job on 127.0.0.1: 1 scheduler, 1 server, 2 workers."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from common import checkpoint as ckpt
+from common import launch
+from common.mx import mx
+from tests.train_support import ROOT, run_script, small_cifar
+
+
+def run_job(argv, timeout=240):
+    """Run the launcher in its own session; kill the whole job if it outlives ``timeout``."""
+    # four processes share this machine's cores: one OpenMP thread each
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "common.launch"] + argv, cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the distributed job did not end in {timeout} s:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def test_dist_sync_workers_end_with_identical_parameters(shared_cifar10, tmp_path):
+    # 205 images: the two workers get 103 and 102, i.e. 6 batches of 16 each
+    data_dir = small_cifar(shared_cifar10, tmp_path / "cifar", train_per_batch=41, test_size=40)
+    out = str(tmp_path / "run")
+    code, log = run_job(["-n", "2", "-s", "1", "--launcher", "local", "--timeout", "200",
+                         sys.executable, "train_cifar.py", "--kv-store", "dist_sync",
+                         "--data-dir", data_dir, "--output-dir", out, "--num-layers", "8",
+                         "--num-epochs", "1", "--batch-size", "16", "--no-plots"])
+    assert code == 0, log[-3000:]
+    dirs = [out, os.path.join(out, "worker1")]
+    records = [ckpt.read_metrics(d) for d in dirs]
+    assert [r[-1]["iteration"] for r in records] == [6, 6]
+    # different parts of the data: different training losses, the same evaluation
+    assert records[0][-1]["train_loss"] != records[1][-1]["train_loss"]
+    assert records[0][-1]["val_loss"] == records[1][-1]["val_loss"]
+    params = [mx.nd.load(os.path.join(d, "model-0001.params")) for d in dirs]
+    assert set(params[0]) == set(params[1])
+    for name in params[0]:  # weights, and BatchNorm statistics averaged over workers
+        np.testing.assert_array_equal(params[0][name].asnumpy(), params[1][name].asnumpy())
+    with open(os.path.join(out, "config.json")) as f:
+        assert '"num_workers": 2' in f.read()
+
+
+def test_launcher_usage_errors_are_one_line():
+    result = run_script(["-m", "common.launch", "-n", "2"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "python3 -m common.launch: error: give the command to run, e.g. python3 "
+        "train_cifar.py --kv-store dist_sync ..."]
+    result = run_script(["-m", "common.launch", "-n", "2", "--launcher", "ssh", "true"])
+    assert result.returncode == 2 and "needs -H HOSTFILE" in result.stderr
+
+
+def test_a_failing_process_stops_the_whole_job(tmp_path):
+    # a worker that exits with an error would leave the scheduler waiting forever
+    code, log = run_job(["-n", "2", "-s", "1", "--launcher", "local", "--timeout", "100",
+                         sys.executable, "-c", "import sys; sys.exit(3)"], timeout=150)
+    assert code == 1 and "stopping the job" in log
+
+
+def test_thread_is_alive_restored_for_the_tracker():
+    launch.patch_threading()
+    t = threading.Thread(target=lambda: None)
+    assert t.isAlive() is False
+    t.start()
+    t.join()
+    assert launch.descendants(os.getpid()) == []

@@ -1,0 +1,192 @@
+"""train_cifar.py end to end on images of the real CIFAR-10 sample: the loss drops, the run
+directory is complete, kill -9 + --resume equals an uninterrupted run, NaN stops the run,
+bad flags fail in one line, export and predict, the synthetic benchmark."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import train_cifar
+from common import checkpoint as ckpt
+from common.cli import run_main
+from common.mx import mx
+from tests.conftest import SHARED_CIFAR
+from tests.train_support import ROOT, TINY, run_script, small_cifar
+
+TIMINGS = ("epoch_seconds", "samples_per_sec")
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    if not os.path.isfile(os.path.join(SHARED_CIFAR, "data_batch_1")):
+        pytest.skip(f"real CIFAR-10 sample not found at {os.path.normpath(SHARED_CIFAR)}")
+    return small_cifar(SHARED_CIFAR, tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(scope="module")
+def run3(cifar, tmp_path_factory):
+    """A 3-epoch ResNet-8 run (its directory, its returned records)."""
+    out = str(tmp_path_factory.mktemp("run3"))
+    records = train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--num-epochs", "3",
+                                "--disp-batches", "2"] + TINY)
+    return out, records
+
+
+def copy_run(run3, tmp_path):
+    shutil.copytree(run3[0], tmp_path / "run")
+    return str(tmp_path / "run")
+
+
+def without_timings(records):
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
+def fail(argv, capsys):
+    """Run train_cifar.py's main as the script does; returns its one-line error."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(train_cifar.main, argv, prog="train_cifar.py")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("train_cifar.py: error: ")
+    return err[-1]
+
+
+def test_short_run_lowers_the_loss_and_writes_the_run_directory(run3):
+    out, records = run3
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["iteration"] for r in records] == [6, 12, 18]  # 200 images / 32, last dropped
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert records[-1]["train_loss"] < np.log(10)  # better than chance
+    assert without_timings(ckpt.read_metrics(out)) == without_timings(records)
+    for r in records:
+        assert set(r) == {"epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss",
+                          "val_acc", "epoch_seconds", "samples_per_sec"}
+        assert r["lr"] == 0.1 and 0 <= r["val_acc"] <= 1 and r["samples_per_sec"] > 0
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    assert (config["num_layers"], config["unit"], config["optimizer"]) == (8, "full_preact", "nag")
+    assert config["batches_per_epoch"] == 6 and config["lr_steps_iterations"] == [32000, 48000]
+    assert len(config["classes"]) == 10 and len(config["preprocess"]["mean"]) == 3
+    # --keep-checkpoints 2: epochs 2 and 3 remain, loadable by MXNet
+    assert sorted(ckpt.list_checkpoints(out)) == [2, 3]
+    sym, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 3)
+    assert "stage1_unit1_conv1_weight" in arg and aux
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(cifar, tmp_path):
+    flags = ["--data-dir", cifar, "--num-epochs", "2", "--disp-batches", "1"] + TINY
+    straight = train_cifar.main(flags + ["--output-dir", str(tmp_path / "a")])
+    out = str(tmp_path / "b")
+    proc = subprocess.Popen([sys.executable, "train_cifar.py", "--output-dir", out] + flags,
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    for line in proc.stderr:  # one log line per batch; kill in the middle of epoch 2
+        if "epoch 2 batch 3/6" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert [r["epoch"] for r in ckpt.read_metrics(out)] == [1]
+    resumed = train_cifar.main(flags + ["--output-dir", out, "--resume"])
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    assert without_timings(resumed) == without_timings(straight)
+    assert without_timings(ckpt.read_metrics(out)) == without_timings(straight)
+
+
+def test_resume_refuses_a_changed_network(run3, cifar, tmp_path, capsys):
+    out = copy_run(run3, tmp_path)
+    argv = ["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs", "4"]
+    err = fail(argv + TINY[2:] + ["--num-layers", "14"], capsys)
+    assert "different network" in err
+
+
+def test_an_existing_run_is_not_overwritten(run3, cifar, tmp_path, capsys):
+    out = copy_run(run3, tmp_path)
+    err = fail(["--data-dir", cifar, "--output-dir", out, "--num-epochs", "1"] + TINY, capsys)
+    assert "--resume" in err
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint_kept(run3, cifar, tmp_path, capsys):
+    out = copy_run(run3, tmp_path)
+    err = fail(["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs", "5",
+                "--lr", "1e30", "--disp-batches", "1"] + TINY, capsys)
+    assert "loss is nan" in err and "epoch 4" in err and "checkpoint" in err
+    assert [r["epoch"] for r in ckpt.read_metrics(out)] == [1, 2, 3]
+    assert ckpt.find_checkpoint(out)["epoch"] == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--num-layers", "21"], "6n+2"),
+    (["--num-layers", "8", "--lr", "-1"], "--lr"),
+    (["--num-layers", "8", "--unit", "nonsense"], "invalid choice"),
+    (["--num-layers", "8", "--num-epochs", "x"], "invalid int"),
+    (["--num-layers", "8", "--gpus", "0"], "GPU"),
+    (["--num-layers", "8", "--dtype", "float16"], "float16 needs GPU"),
+    (["--num-layers", "8", "--cpus", "2", "--gpus", "0"], "either --gpus or --cpus"),
+    (["--num-layers", "8", "--kv-store", "dist_sync"], "launcher"),
+    (["--num-layers", "8", "--shortcut-param", "scale"], "NAME=VALUE"),
+    (["--num-layers", "8", "--top-k", "1"], "--top-k"),
+])
+def test_bad_flags_fail_in_one_line(argv, message, capsys, tmp_path):
+    err = fail(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "r")] + argv, capsys)
+    assert message in err
+
+
+def test_missing_data_fails_in_one_line_from_the_command_line(tmp_path):
+    result = run_script(["train_cifar.py", "--data-dir", str(tmp_path / "none"), "--output-dir",
+                         str(tmp_path / "r"), "--num-layers", "20", "--num-epochs", "1"])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("train_cifar.py: error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_export_and_predict_classify_image_files(run3, tmp_path, capsys):
+    import matplotlib.image
+    from common.predict import Classifier, export_model
+    from common.predict import main as predict_main
+    from common.predict import load_image
+    out = copy_run(run3, tmp_path)
+    model_dir = export_model(out)
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    path = str(tmp_path / "cat.png")
+    matplotlib.image.imsave(path, pixels)
+    model = Classifier(model_dir)
+    [(name, top)] = model.classify([path], top_k=10)
+    probs = [p for _, p in top]
+    assert name == path and sum(probs) == pytest.approx(1, abs=1e-5)
+    assert probs == sorted(probs, reverse=True)
+    assert {c for c, _ in top} == set(model.info["classes"])
+    # the exported net computes what the trained net computes in evaluation
+    sym, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 3)
+    mod = mx.mod.Module(sym)
+    mod.bind([("data", (1, 3, 32, 32))], [("softmax_label", (1,))], for_training=False)
+    mod.set_params(arg, aux)
+    x = load_image(path, model.info["preprocess"])[None]
+    mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(1)]), is_train=False)
+    np.testing.assert_allclose(model.probabilities(x), mod.get_outputs()[0].asnumpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert predict_main(["classify", out, path, "--top-k", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{path}: ") and printed.count(" 0.") + printed.count(" 1.") == 2
+
+
+def test_predict_errors_are_one_line(tmp_path, capsys):
+    from common.predict import main as predict_main
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(predict_main, ["classify", str(tmp_path), "x.png"], prog="common.predict")
+    assert exit_info.value.code == 2
+    assert "not an export folder" in capsys.readouterr().err
+
+
+def test_benchmark_trains_on_synthetic_data(capsys):
+    result = train_cifar.main(["--benchmark", "--num-layers", "8", "--batch-size", "4",
+                               "--benchmark-batches", "2"])
+    assert result["images_per_sec"] > 0 and result["peak_rss_mib"] > 0
+    assert "images/s" in capsys.readouterr().out

@@ -1,0 +1,72 @@
+"""The learning-rate schedule: the papers' steps and warm-up, iterations vs epochs."""
+import pytest
+
+from common.schedule import StepSchedule, default_warmup, parse_ints, plan
+
+
+def test_cifar_recipe_steps_at_32k_and_48k():
+    s = StepSchedule(0.1, [32000, 48000])
+    assert s.lr(0) == 0.1 and s.lr(31999) == 0.1
+    assert s.lr(32000) == pytest.approx(0.01) and s.lr(47999) == pytest.approx(0.01)
+    assert s.lr(48000) == pytest.approx(0.001) and s.lr(63999) == pytest.approx(0.001)
+
+
+def test_warmup_is_constant_then_back_to_the_base_rate():
+    # 2015 paper, Sec. 4.2: lr 0.01 for the first ~400 iterations of ResNet-110.
+    s = StepSchedule(0.1, [32000], warmup_iters=400, warmup_lr=0.01)
+    assert [s.lr(i) for i in (0, 399, 400, 32000)] == pytest.approx([0.01, 0.01, 0.1, 0.01])
+
+
+def test_called_by_the_optimizer_with_one_based_update_counts():
+    s = StepSchedule(0.1, [3])
+    assert [s(n) for n in (1, 2, 3, 4, 5)] == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01])
+    # an asynchronous parameter server counts one update per worker push
+    s2 = StepSchedule(0.1, [3], updates_per_iter=2)
+    assert [s2(n) for n in (6, 7, 8)] == pytest.approx([0.1, 0.01, 0.01])
+
+
+def test_base_lr_set_by_the_optimizer_is_used():
+    from common.mx import mx
+    s = StepSchedule(0.1, [2])
+    opt = mx.optimizer.create("nag", learning_rate=0.4, lr_scheduler=s, momentum=0.9)
+    assert s.lr(0) == 0.4 and s.lr(2) == pytest.approx(0.04)
+    assert opt.learning_rate == 0.4
+
+
+def test_plan_in_iterations_rounds_up_to_whole_epochs():
+    # 50k images / 128 = 390 batches: 64k iterations are 164.1 epochs -> 165
+    assert plan(390, num_iters=64000, lr_step_iters="32000,48000") == (165, [32000, 48000])
+    assert plan(391, num_iters=64000)[0] == 164
+
+
+def test_plan_in_epochs_wins_over_iterations():
+    assert plan(391, num_epochs=164, num_iters=64000, lr_step_epochs="81,122",
+                lr_step_iters="32000,48000") == (164, [81 * 391, 122 * 391])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(batches_per_epoch=0, num_epochs=1), "smaller than one batch"),
+    (dict(batches_per_epoch=10), "--num-epochs or --num-iters"),
+    (dict(batches_per_epoch=10, num_epochs=1, lr_step_epochs="3,x"), "comma-separated"),
+])
+def test_plan_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plan(**kwargs)
+
+
+@pytest.mark.parametrize("steps,factor", [([5, 3], 0.1), ([0], 0.1), ([3], 0.0), ([3], 2.0)])
+def test_bad_schedules_are_refused(steps, factor):
+    with pytest.raises(ValueError):
+        StepSchedule(0.1, steps, factor)
+
+
+def test_default_warmup_only_for_deep_original_cifar_nets():
+    assert default_warmup("original", 110, (3, 32, 32)) == 400
+    assert default_warmup("original", 1202, (3, 32, 32)) == 400
+    assert default_warmup("original", 56, (3, 32, 32)) == 0
+    assert default_warmup("full_preact", 1001, (3, 32, 32)) == 0
+    assert default_warmup("original", 152, (3, 224, 224)) == 0
+
+
+def test_parse_ints():
+    assert parse_ints("30,60", "x") == [30, 60] and parse_ints("", "x") == [] == parse_ints(None, "x")

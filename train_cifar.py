@@ -1,0 +1,64 @@
+"""Train a ResNet on CIFAR-10/100 with the papers' recipe.
+
+    python3 train_cifar.py --download --data-dir cifar --num-layers 110 --output-dir runs/r110
+
+Defaults (He et al. 2015, Sec. 4.2; 2016, Sec. 4): Nesterov momentum 0.9, weight decay
+1e-4, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, 64k iterations, MSRA
+initialisation; 400 warm-up iterations at lr 0.01 for 'original' units of depth >= 110.
+"""
+from common.args import Parser, add_data_args, add_fit_args, add_model_args, check_args
+from common.cli import run_main
+
+CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+def parse_args(argv=None):
+    parser = Parser(prog="train_cifar.py", description=__doc__.splitlines()[0])
+    add_model_args(parser)
+    data = add_data_args(parser)
+    data.add_argument("--dataset", default="cifar10", choices=list(CLASSES))
+    data.add_argument("--download", action="store_true",
+                      help="download the data set into --data-dir when absent")
+    data.add_argument("--validation-split", action="store_true",
+                      help="train on 45k images and validate on the other 5k (else: test set)")
+    add_fit_args(parser)
+    parser.set_defaults(image_shape="3,32,32", batch_size=128, lr=0.1, optimizer="nag",
+                        mom=0.9, wd=1e-4, num_iters=64000, lr_step_iters="32000,48000")
+    args = parser.parse_args(argv)
+    if args.num_classes is None:
+        args.num_classes = CLASSES[args.dataset]
+    return check_args(args)
+
+
+def data_meta(args, train):
+    """What inference needs to preprocess images as training did (for config.json)."""
+    import data
+    from data.cifar import cifar_folder
+    scale, shift = train._scale.ravel(), train._shift.ravel()  # x * scale + shift
+    folder = cifar_folder(args.data_dir, args.dataset)
+    return {"classes": data.cifar_class_names(folder),
+            "preprocess": {"image_shape": [3, 32, 32], "resize": 32, "crop": 32,
+                           "mean": (-shift / scale).tolist(), "std": (1 / scale).tolist()}}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from common import fit
+    fit.setup_logging()
+    symbol = fit.build_symbol(args)
+    fit.get_contexts(args)  # bad --gpus fail here, before any data is read
+    if args.benchmark:
+        return fit.benchmark(args, symbol)
+    kv, rank, num_workers = fit.create_kvstore(args)
+    import data
+    common = dict(dataset=args.dataset, batch_size=args.batch_size,
+                  validation_split=args.validation_split, seed=args.seed)
+    train, val = data.get_cifar_iters(args.data_dir, num_parts=num_workers, part_index=rank,
+                                      download=args.download, **common)
+    if num_workers > 1:  # every worker evaluates on the whole set
+        val = data.get_cifar_iters(args.data_dir, prefetch=False, **common)[1]
+    return fit.fit(args, symbol, train, val, kv, rank, num_workers, data_meta(args, train))
+
+
+if __name__ == "__main__":
+    run_main(main)
