@@ -33,12 +33,10 @@ def parse_args(argv=None):
 def data_meta(args, train):
     """What inference needs to preprocess images as training did (for config.json)."""
     import data
-    from data.cifar import cifar_folder
-    scale, shift = train._scale.ravel(), train._shift.ravel()  # x * scale + shift
-    folder = cifar_folder(args.data_dir, args.dataset)
+    folder = data.cifar_folder(args.data_dir, args.dataset)
     return {"classes": data.cifar_class_names(folder),
             "preprocess": {"image_shape": [3, 32, 32], "resize": 32, "crop": 32,
-                           "mean": (-shift / scale).tolist(), "std": (1 / scale).tolist()}}
+                           "mean": train.mean.tolist(), "std": train.std.tolist()}}
 
 
 def main(argv=None):
@@ -51,12 +49,10 @@ def main(argv=None):
         return fit.benchmark(args, symbol)
     kv, rank, num_workers = fit.create_kvstore(args)
     import data
-    common = dict(dataset=args.dataset, batch_size=args.batch_size,
-                  validation_split=args.validation_split, seed=args.seed)
-    train, val = data.get_cifar_iters(args.data_dir, num_parts=num_workers, part_index=rank,
-                                      download=args.download, **common)
-    if num_workers > 1:  # every worker evaluates on the whole set
-        val = data.get_cifar_iters(args.data_dir, prefetch=False, **common)[1]
+    train, val = data.get_cifar_iters(args.data_dir, args.dataset, args.batch_size,
+                                      validation_split=args.validation_split, seed=args.seed,
+                                      num_parts=num_workers, part_index=rank,
+                                      download=args.download)
     return fit.fit(args, symbol, train, val, kv, rank, num_workers, data_meta(args, train))
 
 

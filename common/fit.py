@@ -24,6 +24,9 @@ from common.mx import check_gpus, mx
 from common.schedule import StepSchedule, default_warmup, plan
 
 
+VAL_TOTALS = "val_totals"  # kvstore key that sums evaluation results over workers
+
+
 class DivergedError(ValueError):
     """The loss (or the parameters) stopped being finite."""
 
@@ -122,7 +125,8 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     Updates run on the workers (not on the kvstore), so every worker holds its optimizer
     states and the per-iteration schedule; only 'dist_async' needs the servers to
     update. With 'dist_sync' the parameters are then pulled from the kvstore (all
-    workers start equal) and keys for averaging BatchNorm statistics are made.
+    workers start equal) and keys for averaging BatchNorm statistics and for adding up
+    evaluation results are made.
     """
     kind = kv if isinstance(kv, str) else kv.type
     os.environ["MXNET_UPDATE_ON_KVSTORE"] = "1" if kind == "dist_async" else "0"
@@ -149,6 +153,7 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
         mod.set_params(arg, aux)
         for name, value in aux.items():
             kv.init(f"aux:{name}", value)
+        kv.init(VAL_TOTALS, mx.nd.zeros(len(RunningStats().totals())))
     return mod
 
 
@@ -184,19 +189,27 @@ def eval_module(symbol, data_iter, contexts):
     return mod
 
 
-def evaluate(mod, data_iter, top_k=0):
-    """Mean loss and accuracies of ``mod`` over ``data_iter`` (padding left out)."""
+def evaluate(mod, data_iter, top_k=0, kv=None):
+    """Mean loss and accuracies of ``mod`` over ``data_iter`` (padding left out); with a
+    synchronous distributed ``kv``, over the parts of all workers."""
     stats = RunningStats(top_k)
     start_epoch(data_iter, 0)
     for batch in data_iter:
         mod.forward(batch, is_train=False)
         out = mod.get_outputs()[0]
         stats.update(batch.label[0], out, out.shape[0] - (batch.pad or 0))
+    if is_dist_sync(kv):
+        totals = mx.nd.array(stats.totals())
+        kv.push(VAL_TOTALS, totals)  # the servers add up the workers' totals
+        kv.pull(VAL_TOTALS, out=totals)
+        stats.set_totals(totals.asnumpy())
     return stats.result("val_")
 
 
 def is_dist_sync(kv):
-    return not isinstance(kv, str) and "dist" in kv.type and "async" not in kv.type
+    """Whether ``kv`` is a KVStore of synchronous distributed training."""
+    kind = getattr(kv, "type", "")
+    return "dist" in kind and "async" not in kind
 
 
 def sync_params(mod, kv, num_devices):
@@ -358,7 +371,7 @@ def run_epoch(run, epoch, iteration):
     if run.val is not None:
         tester = eval_module(run.mod.symbol, run.val, run.contexts)
         tester.set_params(arg, aux)
-        record.update(evaluate(tester, run.val, args.top_k))
+        record.update(evaluate(tester, run.val, args.top_k, run.kv))
         del tester
         if not math.isfinite(record["val_loss"]):
             raise DivergedError(f"validation loss is {record['val_loss']} after {where(batches)}")

@@ -8,6 +8,8 @@ import math
 import sys
 import time
 
+import numpy as np
+
 from common.mx import mx
 
 EPS = 1e-12  # as MXNet's CrossEntropy metric: -log(p + eps)
@@ -51,6 +53,16 @@ class RunningStats:
             if self.top_k > 1:
                 self.correct_k += sums[2]
         return self
+
+    def totals(self):
+        """[samples, loss sum, correct, correct top-k] (to add up across workers)."""
+        self.flush()
+        return np.array([self.samples, self.loss, self.correct, self.correct_k])
+
+    def set_totals(self, totals):
+        self.flush()
+        self.samples = int(round(totals[0]))
+        self.loss, self.correct, self.correct_k = (float(v) for v in totals[1:])
 
     def result(self, prefix=""):
         """{prefix+'loss', prefix+'acc'[, prefix+'top{k}_acc']} of the samples so far."""

@@ -51,6 +51,16 @@ def test_dist_sync_workers_end_with_identical_parameters(shared_cifar10, tmp_pat
         np.testing.assert_array_equal(params[0][name].asnumpy(), params[1][name].asnumpy())
     with open(os.path.join(out, "config.json")) as f:
         assert '"num_workers": 2' in f.read()
+    # the evaluation added up over the workers' halves is that of the whole test set
+    import data
+    from common import fit
+    _, val = data.get_cifar_iters(data_dir, batch_size=16, prefetch=False)
+    symbol, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 1)
+    tester = fit.eval_module(symbol, val, [mx.cpu()])
+    tester.set_params(arg, aux)
+    whole = fit.evaluate(tester, val)
+    assert whole["val_acc"] == pytest.approx(records[0][-1]["val_acc"], abs=1e-9)
+    assert whole["val_loss"] == pytest.approx(records[0][-1]["val_loss"], rel=1e-5)
 
 
 def test_launcher_usage_errors_are_one_line():

@@ -1,0 +1,60 @@
+"""train_imagenet.py: the paper's defaults, and one epoch on RecordIO files of real images."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+import train_imagenet
+from common import checkpoint as ckpt
+
+
+def test_defaults_are_the_papers_recipe():
+    args = train_imagenet.parse_args(["--num-layers", "50", "--data-dir", "d",
+                                      "--output-dir", "o"])
+    assert (args.batch_size, args.lr, args.optimizer, args.mom, args.wd) == \
+        (256, 0.1, "sgd", 0.9, 1e-4)
+    assert (args.num_epochs, args.lr_step_epochs, args.top_k) == (90, "30,60", 5)
+    assert (args.image_shape, args.num_classes) == ("3,224,224", 1000)
+
+
+@pytest.fixture
+def recs(shared_cifar10, tmp_path):
+    """train/val RecordIO of 3 classes x 8 real CIFAR images upscaled to 56x56 JPEGs."""
+    images, labels = data.load_batch(os.path.join(shared_cifar10, "data_batch_1"))
+    folder = tmp_path / "images"
+    for c in range(3):
+        (folder / f"class{c}").mkdir(parents=True)
+        for j, i in enumerate(np.flatnonzero(labels == c)[:8]):
+            picture = Image.fromarray(images[i].transpose(1, 2, 0)).resize((56, 56))
+            picture.save(folder / f"class{c}" / f"img{j}.jpg", quality=95)
+    for name in ("train", "val"):
+        data.pack_imagenet(str(folder), str(tmp_path / name), progress=False)
+    return str(tmp_path)
+
+
+def test_one_epoch_on_records_reports_top_k(recs, tmp_path):
+    out = str(tmp_path / "run")
+    records = train_imagenet.main(["--data-dir", recs, "--output-dir", out, "--num-layers",
+                                   "18", "--image-shape", "3,48,48", "--num-classes", "3",
+                                   "--batch-size", "8", "--top-k", "2", "--num-epochs", "1",
+                                   "--data-nthreads", "1", "--no-plots"])
+    [record] = records
+    assert record["iteration"] == 3  # 24 images / 8
+    for split in ("train", "val"):
+        assert 0 <= record[f"{split}_acc"] <= record[f"{split}_top2_acc"] <= 1
+    assert np.isfinite(record["val_loss"])
+    assert ckpt.read_metrics(out)[0]["val_top2_acc"] == record["val_top2_acc"]
+    with open(os.path.join(out, "config.json")) as f:
+        config = json.load(f)
+    assert config["preprocess"]["crop"] == 48 and config["preprocess"]["resize"] == 55
+    assert ckpt.find_checkpoint(out)["epoch"] == 1
+
+
+def test_benchmark_of_an_imagenet_net(capsys):
+    result = train_imagenet.main(["--benchmark", "--num-layers", "18", "--image-shape",
+                                  "3,64,64", "--batch-size", "2", "--benchmark-batches", "1"])
+    assert result["images_per_sec"] > 0
+    assert "ResNet-18" in capsys.readouterr().out

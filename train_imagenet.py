@@ -1,0 +1,51 @@
+"""Train a ResNet on ImageNet (RecordIO files) with the 2015 paper's recipe.
+
+    python3 train_imagenet.py --data-dir imagenet --num-layers 50 --gpus 0,1,2,3 --output-dir runs/r50
+
+Defaults (He et al. 2015, Sec. 3.4): SGD with momentum 0.9, weight decay 1e-4, batch 256,
+lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs, top-1 and top-5 accuracy. --data-dir
+holds train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
+"""
+from common.args import Parser, add_data_args, add_fit_args, add_model_args, check_args
+from common.cli import run_main
+
+
+def parse_args(argv=None):
+    parser = Parser(prog="train_imagenet.py", description=__doc__.splitlines()[0])
+    add_model_args(parser)
+    data = add_data_args(parser)
+    data.add_argument("--data-nthreads", type=int, default=4, help="decoding threads")
+    add_fit_args(parser)
+    parser.set_defaults(image_shape="3,224,224", num_classes=1000, batch_size=256, lr=0.1,
+                        optimizer="sgd", mom=0.9, wd=1e-4, num_epochs=90,
+                        lr_step_epochs="30,60", top_k=5)
+    args = parser.parse_args(argv)
+    return check_args(args)
+
+
+def data_meta(args):
+    """What inference needs to preprocess images as evaluation did (for config.json)."""
+    from data.imagenet import RESIZE_RATIO, RGB_MEAN, RGB_STD
+    shape = [int(v) for v in args.image_shape.split(",")]
+    return {"preprocess": {"image_shape": shape, "resize": round(shape[1] * RESIZE_RATIO),
+                           "crop": shape[1], "mean": list(RGB_MEAN), "std": list(RGB_STD)}}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from common import fit
+    fit.setup_logging()
+    symbol = fit.build_symbol(args)
+    fit.get_contexts(args)  # bad --gpus fail here, before any data is read
+    if args.benchmark:
+        return fit.benchmark(args, symbol)
+    kv, rank, num_workers = fit.create_kvstore(args)
+    import data
+    train, val = data.get_imagenet_iters(args.data_dir, args.batch_size, args.data_nthreads,
+                                         num_parts=num_workers, part_index=rank,
+                                         image_shape=args.image_shape, seed=args.seed)
+    return fit.fit(args, symbol, train, val, kv, rank, num_workers, data_meta(args))
+
+
+if __name__ == "__main__":
+    run_main(main)
