@@ -101,7 +101,7 @@ class Progress:
         shown = stats.result()
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{shown['loss']:.3f}", acc=f"{shown['acc']:.3f}",
-                                 img_s=f"{speed:.0f}", refresh=False)
+                                 img_s=f"{speed:.0f}")
         else:
             logging.info("%sepoch %d batch %d/%s: loss %.4f acc %.4f, %.1f images/s",
                          self.name, self.epoch, batch_index + 1, self.total or "?",

@@ -190,3 +190,10 @@ def test_benchmark_trains_on_synthetic_data(capsys):
                                "--benchmark-batches", "2"])
     assert result["images_per_sec"] > 0 and result["peak_rss_mib"] > 0
     assert "images/s" in capsys.readouterr().out
+
+
+def test_load_epoch_repeats_the_later_epochs_exactly(run3, cifar, tmp_path):
+    out = copy_run(run3, tmp_path)  # holds the checkpoints of epochs 2 and 3
+    records = train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--load-epoch", "2",
+                                "--num-epochs", "3", "--disp-batches", "2"] + TINY)
+    assert without_timings(records) == without_timings(run3[1])
