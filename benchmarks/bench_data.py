@@ -1,12 +1,19 @@
 """How fast the CIFAR iterator is, alone and under ResNet-20 training.
 
 Prints (1) the images/s the augmenting ``CifarIter`` delivers on its own, with and without
-the background thread, (2) ResNet-20 training images/s with one synthetic batch in memory
-versus real augmented batches from the iterator, and the two targets: iterator >= 10x
-training speed, real/synthetic >= 95 %. Data: the shared real CIFAR-10 sample tiled to
-``--images`` images (random pixels if the sample is absent). Medians over ``--repeats``.
+the background thread (median of ``--repeats`` runs), (2) ResNet-20 training images/s with
+one synthetic batch in memory versus real augmented batches from the iterator, and the two
+targets: iterator >= 10x training speed, real/synthetic >= 95 %. Data: the shared real
+CIFAR-10 sample tiled to ``--images`` images (random pixels if the sample is absent).
 
-    python3 benchmarks/bench_data.py [--batches 20] [--repeats 3]
+Other jobs on a shared machine make step times swing several-fold within minutes, so the
+training steps alternate between the two kinds of data in blocks of ``--block`` steps
+(each kind first in turn), every step is timed on its own, and speeds come from the
+median step time of ``--steps`` steps per kind. The script also prints what building the
+batches would cost if it overlapped nothing: single-threaded iterator time per batch over
+synthetic step time.
+
+    python3 benchmarks/bench_data.py [--steps 30] [--block 3]
 """
 import argparse
 import os
@@ -31,11 +38,13 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=50000, help="training set size")
-    parser.add_argument("--batches", type=int, default=20,
-                        help="training batches per timed run")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="timed training steps per kind of data")
+    parser.add_argument("--block", type=int, default=3,
+                        help="consecutive steps of one kind before switching")
     parser.add_argument("--iter-batches", type=int, default=300,
                         help="batches per timed run of the iterator alone")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--depth", type=int, default=20)
     return parser.parse_args(argv)
 
@@ -85,18 +94,16 @@ def build_module(depth, batch_size):
     return mod
 
 
-def train_speed(mod, next_batch, batches):
-    """Training images/s over ``batches`` steps, each as in ``Module.fit``: forward,
-    backward, update and the accuracy metric (which waits for the outputs)."""
-    metric = mx.metric.Accuracy()
+def step_time(mod, next_batch, metric):
+    """Seconds of one training step as in ``Module.fit``: next batch, forward, backward,
+    update and the accuracy metric, until all of it has run."""
     start = time.perf_counter()
-    for _ in range(batches):
-        batch = next_batch()
-        mod.forward_backward(batch)
-        mod.update()
-        mod.update_metric(metric, batch.label)
+    batch = next_batch()
+    mod.forward_backward(batch)
+    mod.update()
+    mod.update_metric(metric, batch.label)
     mx.nd.waitall()
-    return batches * batch.data[0].shape[0] / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def synthetic_batch(batch_size):
@@ -122,8 +129,7 @@ def main(argv=None):
     print(f"MXNet {mx.__version__}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"data: {source} to {len(labels)} images; batch size {args.batch_size}; "
-          f"medians of {args.repeats} runs")
+    print(f"data: {source} to {len(labels)} images; batch size {args.batch_size}")
 
     speeds = {}
     for prefetch in (True, False):
@@ -138,19 +144,26 @@ def main(argv=None):
     mod = build_module(args.depth, args.batch_size)
     fixed = synthetic_batch(args.batch_size)
     it = make_iter(images, labels, args.batch_size)
-    train_speed(mod, lambda: fixed, 3)             # warm-up: memory, kernels
-    train_speed(mod, real_batches(it), 3)
-    runs = {"synthetic": [], "real": []}
     sources = {"synthetic": lambda: fixed, "real": real_batches(it)}
-    for repeat in range(args.repeats):  # interleaved, each first in turn: load drifts
-        for kind in sorted(sources, reverse=repeat % 2 == 1):
-            runs[kind].append(train_speed(mod, sources[kind], args.batches))
-    synthetic, real = (statistics.median(runs[kind]) for kind in ("synthetic", "real"))
+    metric = mx.metric.Accuracy()
+    for kind in sources:                            # warm-up: memory, kernels
+        for _ in range(2):
+            step_time(mod, sources[kind], metric)
+    times = {kind: [] for kind in sources}
+    for block in range(-(-args.steps // args.block)):
+        for kind in sorted(sources, reverse=block % 2 == 1):
+            times[kind] += [step_time(mod, sources[kind], metric) for _ in range(args.block)]
     it.close()
-    print(f"ResNet-{args.depth} training, synthetic data:   {synthetic:9.1f} images/s")
-    print(f"ResNet-{args.depth} training, real augmented:   {real:9.1f} images/s")
+    speed = {kind: args.batch_size / statistics.median(t) for kind, t in times.items()}
+    for kind in ("synthetic", "real"):
+        fast, slow = (args.batch_size / f(times[kind]) for f in (min, max))
+        print(f"ResNet-{args.depth} training, {kind + ' data:':16s}{speed[kind]:9.1f} images/s "
+              f"(median of {len(times[kind])} steps; range {slow:.1f}-{fast:.1f})")
+    synthetic, real = speed["synthetic"], speed["real"]
     print(f"iterator / training speed: {speeds[True] / synthetic:7.1f}x  (target >= 10x)")
     print(f"real / synthetic training: {100 * real / synthetic:7.1f} %  (target >= 95 %)")
+    print(f"batch building without any overlap would cost "
+          f"{100 * synthetic / speeds[False]:.1f} % of a training step")
 
 
 if __name__ == "__main__":

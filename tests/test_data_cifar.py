@@ -234,6 +234,8 @@ def test_get_cifar_iters_test_set_and_folder_lookup(sample):
     _, val = data.get_cifar_iters(root, batch_size=16, prefetch=False)
     test_images, _ = data.load_cifar(sample, train=False)
     np.testing.assert_array_equal(val.images, test_images)
+    _, val = data.get_cifar_iters(root, download=True, prefetch=False)  # present: no fetch
+    assert len(val.labels) == 40
     with pytest.raises(FileNotFoundError, match="no CIFAR-100 data in .*--download"):
         data.get_cifar_iters(root, dataset="cifar100")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
