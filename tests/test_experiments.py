@@ -1,9 +1,12 @@
 """Tests of the paper's experiment presets and the table runner."""
+import json
 import os
+import subprocess
 
 import pytest
 
 import symbols
+from common.checkpoint import read_metrics
 from experiments import presets, runner
 from experiments.presets import FAIL, TABLES
 
@@ -42,3 +45,54 @@ def test_budget_schedule_keeps_the_recipes_shape():
     assert runner.schedule() == (64000, (32000, 48000), 400)
     assert runner.schedule(640) == (640, (320, 480), 4)
     assert runner.budget_depth(110) == 20 and runner.budget_depth(1001) == 29
+
+
+ROWS = ["original_110", "full_preact_110"]
+# Budget runs on a small CIFAR folder: ResNet-20, 4 iterations of 40 images.
+SMALL = ["--batch-size", "40", "--no-plots"]
+
+
+@pytest.fixture
+def small_cifar(shared_cifar10, tmp_path):
+    from tests.train_support import small_cifar
+    return small_cifar(shared_cifar10, tmp_path / "cifar", train_per_batch=16, test_size=40)
+
+
+def test_budget_table_runs_end_to_end(small_cifar, tmp_path):
+    out = str(tmp_path / "table2")
+    logs = []
+    results, figure = runner.run_table("table2", out, small_cifar, ROWS, budget=4,
+                                       budget_examples=None, extra_args=SMALL, log=logs.append)
+    assert runner.BUDGET_WARNING in logs
+    assert [r["row"] for r in results] == ROWS and all(r["runs"] == 1 for r in results)
+    for r in results:
+        assert 0 <= r["median"] <= 100
+        assert r["difference"] == pytest.approx(r["median"] - r["paper"])
+    table = open(os.path.join(out, "table.md")).read()
+    assert "not comparable with the paper" in table
+    assert "| full_preact_110 | 6.37 |" in table
+    assert open(os.path.join(out, "table.csv")).read().startswith("row,paper_error,")
+    assert [os.path.basename(f) for f in figure] == ["figure.png", "figure.pdf"]
+    assert os.path.getsize(figure[0]) > 10000
+    config = json.load(open(os.path.join(out, "full_preact_110", "run0", "config.json")))
+    assert config["num_layers"] == 20 and config["unit"] == "full_preact"
+
+
+def test_half_finished_table_resumes(small_cifar, tmp_path):
+    out = str(tmp_path / "table2")
+    runner.run_table("table2", out, small_cifar, ROWS[:1], budget=4, budget_examples=None,
+                     extra_args=SMALL, log=lambda _: None)
+    # The second row stopped after its first epoch: a checkpoint, not done.
+    preset = presets.select_rows("table2", ROWS[1:])[0]
+    run_dir = os.path.join(out, preset.name, "run0")
+    cmd = runner.train_command(preset, run_dir, small_cifar, 0, 4, None, SMALL)
+    cmd[cmd.index("--num-iters") + 1] = "2"
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert len(read_metrics(run_dir)) == 1 and not runner.is_done(run_dir)
+    logs = []
+    results, _ = runner.run_table("table2", out, small_cifar, ROWS, budget=4,
+                                  budget_examples=None, extra_args=SMALL, log=logs.append)
+    assert any(line.endswith("original_110/run0: done before, skipped") for line in logs)
+    assert any(line.endswith("full_preact_110/run0: resuming") for line in logs)
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2]
+    assert all(r["runs"] == 1 for r in results)
