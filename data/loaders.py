@@ -1,12 +1,16 @@
 """One call from a data folder to the (train, val) iterators of the papers' CIFAR recipe."""
+import numpy as np
+
 from .cifar import cifar_folder, cifar_mean_std, load_cifar, train_val_split
 from .download import download_cifar
 from .iterator import CifarIter
 
+SUBSET_SEED = 0  # the subset of ``num_examples`` is the same for every training seed
+
 
 def get_cifar_iters(data_dir, dataset="cifar10", batch_size=128, validation_split=False,
                     label_mode="fine", seed=0, num_parts=1, part_index=0, dtype="float32",
-                    download=False, prefetch=True):
+                    download=False, prefetch=True, num_examples=None):
     """Training and evaluation ``CifarIter`` for CIFAR-10/100 in ``data_dir``.
 
     ``data_dir`` holds the archive's folder (``cifar-10-batches-py``/``cifar-100-python``) or
@@ -16,6 +20,7 @@ def get_cifar_iters(data_dir, dataset="cifar10", batch_size=128, validation_spli
     training images' per-channel mean and std. Training augments, reshuffles every epoch and
     drops the last partial batch; evaluation keeps the order and pads the last batch
     (``DataBatch.pad``). Both are split into ``num_parts`` parts for distributed workers.
+    ``num_examples`` keeps a fixed random subset of that many training images (smoke runs).
     """
     folder = download_cifar(dataset, data_dir) if download else cifar_folder(data_dir, dataset)
     images, labels = load_cifar(folder, train=True, label_mode=label_mode)
@@ -25,6 +30,11 @@ def get_cifar_iters(data_dir, dataset="cifar10", batch_size=128, validation_spli
         images, labels = images[train_idx], labels[train_idx]
     else:
         val_images, val_labels = load_cifar(folder, train=False, label_mode=label_mode)
+    if num_examples is not None:
+        if not 0 < num_examples <= len(labels):
+            raise ValueError(f"num_examples must be in 1..{len(labels)}, got {num_examples}")
+        keep = np.sort(np.random.RandomState(SUBSET_SEED).permutation(len(labels))[:num_examples])
+        images, labels = images[keep], labels[keep]
     mean, std = cifar_mean_std(images)
     common = dict(batch_size=batch_size, mean=mean, std=std, seed=seed, num_parts=num_parts,
                   part_index=part_index, dtype=dtype, prefetch=prefetch)

@@ -240,3 +240,17 @@ def test_get_cifar_iters_test_set_and_folder_lookup(sample):
         data.get_cifar_iters(root, dataset="cifar100")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         data.get_cifar_iters(root, dataset="mnist")
+
+
+def test_get_cifar_iters_subset_of_training_images(sample):
+    full, _ = data.get_cifar_iters(sample, batch_size=16, prefetch=False)
+    train, val = data.get_cifar_iters(sample, batch_size=16, num_examples=50, prefetch=False,
+                                      seed=3)
+    again, _ = data.get_cifar_iters(sample, batch_size=16, num_examples=50, prefetch=False)
+    assert len(train.labels) == 50 and len(val.labels) == 40
+    np.testing.assert_array_equal(train.images, again.images)  # same subset for any seed
+    rows = {full.images[i].tobytes() for i in range(len(full.labels))}
+    assert all(img.tobytes() in rows for img in train.images)
+    np.testing.assert_array_equal(train.mean, data.cifar_mean_std(train.images)[0])
+    with pytest.raises(ValueError, match=r"num_examples must be in 1\.\.300"):
+        data.get_cifar_iters(sample, num_examples=301, prefetch=False)
