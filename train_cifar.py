@@ -21,6 +21,8 @@ def parse_args(argv=None):
                       help="download the data set into --data-dir when absent")
     data.add_argument("--validation-split", action="store_true",
                       help="train on 45k images and validate on the other 5k (else: test set)")
+    data.add_argument("--num-examples", type=int,
+                      help="train on a fixed random subset of this many images (smoke runs)")
     add_fit_args(parser)
     parser.set_defaults(image_shape="3,32,32", batch_size=128, lr=0.1, optimizer="nag",
                         mom=0.9, wd=1e-4, num_iters=64000, lr_step_iters="32000,48000")
@@ -52,7 +54,7 @@ def main(argv=None):
     train, val = data.get_cifar_iters(args.data_dir, args.dataset, args.batch_size,
                                       validation_split=args.validation_split, seed=args.seed,
                                       num_parts=num_workers, part_index=rank,
-                                      download=args.download)
+                                      download=args.download, num_examples=args.num_examples)
     return fit.fit(args, symbol, train, val, kv, rank, num_workers, data_meta(args, train))
 
 

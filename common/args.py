@@ -42,8 +42,6 @@ def add_data_args(parser):
                    help="train on synthetic data and print images/s (no data set needed)")
     g.add_argument("--benchmark-batches", type=int, default=50,
                    help="batches per epoch of --benchmark")
-    g.add_argument("--num-examples", type=int, help="training images (ImageNet: for the "
-                   "equal split across workers)")
     return g
 
 

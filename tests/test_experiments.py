@@ -62,7 +62,7 @@ def test_budget_table_runs_end_to_end(small_cifar, tmp_path):
     out = str(tmp_path / "table2")
     logs = []
     results, figure = runner.run_table("table2", out, small_cifar, ROWS, budget=4,
-                                       budget_examples=None, extra_args=SMALL, log=logs.append)
+                                       budget_examples=60, extra_args=SMALL, log=logs.append)
     assert runner.BUDGET_WARNING in logs
     assert [r["row"] for r in results] == ROWS and all(r["runs"] == 1 for r in results)
     for r in results:
@@ -76,6 +76,7 @@ def test_budget_table_runs_end_to_end(small_cifar, tmp_path):
     assert os.path.getsize(figure[0]) > 10000
     config = json.load(open(os.path.join(out, "full_preact_110", "run0", "config.json")))
     assert config["num_layers"] == 20 and config["unit"] == "full_preact"
+    assert config["num_examples"] == 60 and config["num_iters"] == 4
 
 
 def test_half_finished_table_resumes(small_cifar, tmp_path):
