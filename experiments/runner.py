@@ -49,6 +49,8 @@ def train_command(preset, run_dir, data_dir, seed, budget=None, budget_examples=
            "--warmup-iters", str(warmup), "--warmup-lr", str(RECIPE["warmup_lr"]),
            "--lr", str(RECIPE["lr"]), "--mom", str(RECIPE["mom"]), "--wd", str(RECIPE["wd"]),
            "--batch-size", str(RECIPE["batch_size"]), "--optimizer", RECIPE["optimizer"]]
+    if preset.num_layers >= 164:
+        cmd += ["--bottleneck", "yes"]
     for name, value in preset.shortcut_params.items():
         cmd += ["--shortcut-param", f"{name}={value}"]
     if budget is not None and budget_examples:
@@ -75,7 +77,7 @@ def run_one(cmd, run_dir, log=print):
     log(f"{run_dir}: {'resuming' if '--resume' in cmd else 'starting'}")
     result = subprocess.run(cmd)
     if result.returncode != 0:
-        raise RuntimeError(f"training {run_dir} failed (exit {result.returncode}); "
+        raise ChildProcessError(f"training {run_dir} failed (exit {result.returncode}); "
                            "run the table again to resume it")
     write_json(os.path.join(run_dir, DONE), {"command": cmd[1:]})
 

@@ -6,7 +6,9 @@ import subprocess
 import pytest
 
 import symbols
+import train_cifar
 from common.checkpoint import read_metrics
+from common.fit import build_symbol
 from experiments import presets, runner
 from experiments.presets import FAIL, TABLES
 
@@ -45,6 +47,16 @@ def test_budget_schedule_keeps_the_recipes_shape():
     assert runner.schedule() == (64000, (32000, 48000), 400)
     assert runner.schedule(640) == (640, (320, 480), 4)
     assert runner.budget_depth(110) == 20 and runner.budget_depth(1001) == 29
+
+
+@pytest.mark.parametrize("row, depth", [("original_110", "20"), ("original_164", "29")])
+def test_budget_nets_keep_the_rows_branch_type(row, depth):
+    preset = presets.select_rows("table2", [row])[0]
+    cmd = runner.train_command(preset, "/nonexistent", "cifar", 0, budget=10)
+    args = train_cifar.parse_args(cmd[3:])
+    assert args.num_layers == int(depth)
+    has_conv3 = "stage1_unit1_conv3_weight" in build_symbol(args).list_arguments()
+    assert has_conv3 == (preset.num_layers >= 164)
 
 
 ROWS = ["original_110", "full_preact_110"]
