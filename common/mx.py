@@ -113,6 +113,8 @@ if "bool" not in np.__dict__:
     np.bool = bool
 
 os.environ.setdefault("OMP_NUM_THREADS", str(physical_cores()))
+# Binding a graph would otherwise log "Subgraph backend MKLDNN is activated" every time.
+os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
 preload_cuda11()
 
 try:
