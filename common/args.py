@@ -70,8 +70,8 @@ def add_fit_args(parser):
     g.add_argument("--top-k", type=int, default=0, help="also report top-k accuracy (k > 1)")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                    help="float16: half precision with float32 master weights (GPU only)")
-    g.add_argument("--mirror", action="store_true", help="recompute cheap activations in "
-                   "backward to save memory (MXNET_BACKWARD_DO_MIRROR)")
+    g.add_argument("--mirror", action="store_true", help="MXNet's memory mirroring "
+                   "(MXNET_BACKWARD_DO_MIRROR): recompute cheap outputs in backward")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and "
                    "augmentation")
     g.add_argument("--output-dir", help="run directory: metrics.jsonl, config.json, checkpoints")
@@ -108,7 +108,8 @@ def parse_shortcut_params(items):
 
 def check_args(args):
     """Reject impossible settings with a one-line UsageError."""
-    positive = ["batch_size", "disp_batches", "num_classes", "benchmark_batches"]
+    positive = ["batch_size", "disp_batches", "num_classes", "benchmark_batches",
+                "num_examples", "data_nthreads"]
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and value < 1:

@@ -128,7 +128,7 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     workers start equal) and keys for averaging BatchNorm statistics and for adding up
     evaluation results are made.
     """
-    kind = kv if isinstance(kv, str) else kv.type
+    kind = kind_of(kv)
     os.environ["MXNET_UPDATE_ON_KVSTORE"] = "1" if kind == "dist_async" else "0"
     if args.mirror:
         os.environ["MXNET_BACKWARD_DO_MIRROR"] = "1"
@@ -206,9 +206,14 @@ def evaluate(mod, data_iter, top_k=0, kv=None):
     return stats.result("val_")
 
 
+def kind_of(kv):
+    """The kvstore type of a KVStore object or type name."""
+    return kv if isinstance(kv, str) else getattr(kv, "type", "")
+
+
 def is_dist_sync(kv):
     """Whether ``kv`` is a KVStore of synchronous distributed training."""
-    kind = getattr(kv, "type", "")
+    kind = kind_of(kv)
     return "dist" in kind and "async" not in kind
 
 
@@ -302,7 +307,7 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
     warmup = args.warmup_iters
     if warmup is None:
         warmup = default_warmup(args.unit, args.num_layers, symbol_image_shape(args))
-    kind = kv if isinstance(kv, str) else kv.type
+    kind = kind_of(kv)
     schedule = StepSchedule(args.lr, steps, args.lr_factor, warmup, args.warmup_lr,
                             updates_per_iter=num_workers if kind == "dist_async" else 1)
     arg = aux = None
@@ -379,8 +384,10 @@ def run_epoch(run, epoch, iteration):
     record["samples_per_sec"] = stats.samples / max(train_seconds, 1e-9)
     log_epoch(record, run.epochs)
     ckpt.append_metrics(run.run_dir, record)
+    # with dist_async the optimizer states live on the servers, out of reach
+    save_states = None if kind_of(run.kv) == "dist_async" else run.mod.save_optimizer_states
     ckpt.save_checkpoint(run.run_dir, epoch + 1, iteration, run.mod.symbol, arg, aux,
-                         run.mod.save_optimizer_states,
+                         save_states,
                          extra={"seed": args.seed, "metrics": record,
                                 "rng": "MXNet and NumPy reseeded from (seed, epoch) "
                                        "at the start of every epoch"})
@@ -442,7 +449,7 @@ def peak_memory(contexts):
     return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def benchmark(args, symbol, warmup_batches=5):
+def benchmark(args, symbol, warmup_batches=2):
     """Train on synthetic data; returns and prints images/s and peak memory."""
     contexts = get_contexts(args)
     shape = (args.batch_size,) + symbol_image_shape(args)

@@ -59,7 +59,8 @@ def watch_local_job(timeout):
     """A failed process (its tracker thread raises) or ``timeout`` seconds stop the job,
     where ``dmlc_tracker`` alone would wait forever for the missing process."""
     def on_error(hook_args):
-        stop_job(1, f"{hook_args.exc_type.__name__}: {hook_args.exc_value}")
+        message = str(hook_args.exc_value).split(" {", 1)[0]  # not the environment dump
+        stop_job(1, f"{hook_args.exc_type.__name__}: {message}")
     threading.excepthook = on_error
     if timeout:
         timer = threading.Timer(timeout, stop_job, (124, f"timed out after {timeout:g} s"))

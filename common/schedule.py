@@ -7,21 +7,21 @@ turns either form into iterations once the number of batches per epoch is known.
 import math
 from bisect import bisect_right
 
-from common.mx import mx
 
-
-class StepSchedule(mx.lr_scheduler.LRScheduler):
+class StepSchedule:
     """lr(t) = warmup_lr for t < warmup_iters, else base_lr * factor ** #{s in steps: s <= t}.
 
-    ``t`` counts the updates already made (0 for the first batch). As an MXNet
-    ``LRScheduler`` it is called with the optimizer's 1-based ``num_update``; on an
-    asynchronous parameter server every worker's push is an update, so
-    ``updates_per_iter`` (the number of workers) converts updates back to iterations.
+    ``t`` counts the updates already made (0 for the first batch). As the
+    ``lr_scheduler`` of an MXNet optimizer it is called with the 1-based ``num_update``
+    (and gets ``base_lr`` from the optimizer's learning rate); on an asynchronous
+    parameter server every worker's push is an update, so ``updates_per_iter`` (the number
+    of workers) converts updates back to iterations. It imports nothing from MXNet, so the
+    servers can unpickle it while MXNet is still being imported.
     """
 
     def __init__(self, base_lr, steps=(), factor=0.1, warmup_iters=0, warmup_lr=0.01,
                  updates_per_iter=1):
-        super().__init__(base_lr=base_lr)
+        self.base_lr = base_lr
         steps = [int(s) for s in steps]
         if any(b <= a for a, b in zip(steps, steps[1:])) or any(s < 1 for s in steps):
             raise ValueError(f"lr steps must be positive and increasing, got {steps}")
