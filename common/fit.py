@@ -7,6 +7,7 @@ control. Resume is exact because everything random in an epoch (data order,
 augmentation, dropout) is seeded from (seed, epoch) when the epoch starts, and a
 checkpoint holds the parameters, the BatchNorm statistics and the optimizer states.
 """
+import contextlib
 import logging
 import math
 import os
@@ -118,6 +119,21 @@ def initializer():
     return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
 
 
+@contextlib.contextmanager
+def environment(settings):
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=None,
                   aux_params=None, begin_num_update=0):
     """A bound Module with initialised parameters and optimizer.
@@ -128,22 +144,22 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     workers start equal) and keys for averaging BatchNorm statistics and for adding up
     evaluation results are made.
     """
-    kind = kind_of(kv)
-    os.environ["MXNET_UPDATE_ON_KVSTORE"] = "1" if kind == "dist_async" else "0"
+    settings = {"MXNET_UPDATE_ON_KVSTORE": "1" if kind_of(kv) == "dist_async" else "0"}
     if args.mirror:
-        os.environ["MXNET_BACKWARD_DO_MIRROR"] = "1"
+        settings["MXNET_BACKWARD_DO_MIRROR"] = "1"
     mod = mx.mod.Module(symbol, data_names=[d.name for d in data_iter.provide_data],
                         label_names=[d.name for d in data_iter.provide_label],
                         context=contexts)
-    mod.bind(data_shapes=data_iter.provide_data, label_shapes=data_iter.provide_label)
-    mx.random.seed(args.seed)
-    mod.init_params(initializer(), arg_params=arg_params, aux_params=aux_params,
-                    allow_missing=arg_params is None)
     params = {"learning_rate": args.lr, "momentum": args.mom, "wd": args.wd,
               "lr_scheduler": schedule, "begin_num_update": begin_num_update}
     if args.dtype == "float16":
         params["multi_precision"] = True
-    mod.init_optimizer(kvstore=kv, optimizer=args.optimizer, optimizer_params=params)
+    with environment(settings):  # MXNet reads them in bind and init_optimizer
+        mod.bind(data_shapes=data_iter.provide_data, label_shapes=data_iter.provide_label)
+        mx.random.seed(args.seed)
+        mod.init_params(initializer(), arg_params=arg_params, aux_params=aux_params,
+                        allow_missing=arg_params is None)
+        mod.init_optimizer(kvstore=kv, optimizer=args.optimizer, optimizer_params=params)
     if is_dist_sync(kv):
         inputs = set(mod.data_names) | set(mod.label_names)
         arg, aux = mod.get_params()
