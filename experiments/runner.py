@@ -132,17 +132,24 @@ def csv_table(results):
     return out.getvalue()
 
 
+def row_label(preset, budget):
+    """The row's name, with the depth actually trained in a budget run."""
+    return preset.name if budget is None else \
+        f"{preset.name} (ResNet-{budget_depth(preset.num_layers)})"
+
+
 def summarize(table, presets, out_dir, repeats, budget=None):
     """Write table.md, table.csv and figure.png/pdf for the rows run so far."""
     from plots import plot_runs
-    results = [row_result(p, run_dirs(out_dir, p, repeats)) for p in presets]
+    results = [dict(row_result(p, run_dirs(out_dir, p, repeats)), row=row_label(p, budget))
+               for p in presets]
     title = f"{table}, CIFAR test error, median of {repeats} run(s)"
     if budget is not None:
         title += f" - {BUDGET_WARNING}"
     write_text(os.path.join(out_dir, "table.md"), markdown_table(results, title))
     write_text(os.path.join(out_dir, "table.csv"), csv_table(results))
-    started = [(p.name, d) for p in presets for d in run_dirs(out_dir, p, repeats)[:1]
-               if read_metrics(d)]
+    started = [(row_label(p, budget), d) for p in presets
+               for d in run_dirs(out_dir, p, repeats)[:1] if read_metrics(d)]
     figure = []
     if started:
         figure = plot_runs([d for _, d in started], os.path.join(out_dir, "figure"),

@@ -76,13 +76,14 @@ def test_budget_table_runs_end_to_end(small_cifar, tmp_path):
     results, figure = runner.run_table("table2", out, small_cifar, ROWS, budget=4,
                                        budget_examples=60, extra_args=SMALL, log=logs.append)
     assert runner.BUDGET_WARNING in logs
-    assert [r["row"] for r in results] == ROWS and all(r["runs"] == 1 for r in results)
+    assert [r["row"] for r in results] == [f"{row} (ResNet-20)" for row in ROWS]
+    assert all(r["runs"] == 1 for r in results)
     for r in results:
         assert 0 <= r["median"] <= 100
         assert r["difference"] == pytest.approx(r["median"] - r["paper"])
     table = open(os.path.join(out, "table.md")).read()
     assert "not comparable with the paper" in table
-    assert "| full_preact_110 | 6.37 |" in table
+    assert "| full_preact_110 (ResNet-20) | 6.37 |" in table
     assert open(os.path.join(out, "table.csv")).read().startswith("row,paper_error,")
     assert [os.path.basename(f) for f in figure] == ["figure.png", "figure.pdf"]
     assert os.path.getsize(figure[0]) > 10000
