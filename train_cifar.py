@@ -32,30 +32,25 @@ def parse_args(argv=None):
     return check_args(args)
 
 
-def data_meta(args, train):
-    """What inference needs to preprocess images as training did (for config.json)."""
+def cifar_data(args, num_parts, part_index):
+    """Training and test iterators, and what inference needs to preprocess images as
+    training did (for config.json)."""
     import data
+    train, val = data.get_cifar_iters(args.data_dir, args.dataset, args.batch_size,
+                                      validation_split=args.validation_split, seed=args.seed,
+                                      num_parts=num_parts, part_index=part_index,
+                                      download=args.download, num_examples=args.num_examples)
     folder = data.cifar_folder(args.data_dir, args.dataset)
-    return {"classes": data.cifar_class_names(folder),
+    meta = {"classes": data.cifar_class_names(folder),
             "preprocess": {"image_shape": [3, 32, 32], "resize": 32, "crop": 32,
                            "mean": train.mean.tolist(), "std": train.std.tolist()}}
+    return train, val, meta
 
 
 def main(argv=None):
     args = parse_args(argv)
     from common import fit
-    fit.setup_logging()
-    symbol = fit.build_symbol(args)
-    fit.get_contexts(args)  # bad --gpus fail here, before any data is read
-    if args.benchmark:
-        return fit.benchmark(args, symbol)
-    kv, rank, num_workers = fit.create_kvstore(args)
-    import data
-    train, val = data.get_cifar_iters(args.data_dir, args.dataset, args.batch_size,
-                                      validation_split=args.validation_split, seed=args.seed,
-                                      num_parts=num_workers, part_index=rank,
-                                      download=args.download, num_examples=args.num_examples)
-    return fit.fit(args, symbol, train, val, kv, rank, num_workers, data_meta(args, train))
+    return fit.train(args, cifar_data)
 
 
 if __name__ == "__main__":

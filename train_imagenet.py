@@ -23,28 +23,24 @@ def parse_args(argv=None):
     return check_args(args)
 
 
-def data_meta(args):
-    """What inference needs to preprocess images as evaluation did (for config.json)."""
+def imagenet_data(args, num_parts, part_index):
+    """Training and validation iterators, and what inference needs to preprocess images
+    as evaluation did (for config.json)."""
+    import data
     from data.imagenet import RESIZE_RATIO, RGB_MEAN, RGB_STD
+    train, val = data.get_imagenet_iters(args.data_dir, args.batch_size, args.data_nthreads,
+                                         num_parts=num_parts, part_index=part_index,
+                                         image_shape=args.image_shape, seed=args.seed)
     shape = [int(v) for v in args.image_shape.split(",")]
-    return {"preprocess": {"image_shape": shape, "resize": round(shape[1] * RESIZE_RATIO),
+    meta = {"preprocess": {"image_shape": shape, "resize": round(shape[1] * RESIZE_RATIO),
                            "crop": shape[1], "mean": list(RGB_MEAN), "std": list(RGB_STD)}}
+    return train, val, meta
 
 
 def main(argv=None):
     args = parse_args(argv)
     from common import fit
-    fit.setup_logging()
-    symbol = fit.build_symbol(args)
-    fit.get_contexts(args)  # bad --gpus fail here, before any data is read
-    if args.benchmark:
-        return fit.benchmark(args, symbol)
-    kv, rank, num_workers = fit.create_kvstore(args)
-    import data
-    train, val = data.get_imagenet_iters(args.data_dir, args.batch_size, args.data_nthreads,
-                                         num_parts=num_workers, part_index=rank,
-                                         image_shape=args.image_shape, seed=args.seed)
-    return fit.fit(args, symbol, train, val, kv, rank, num_workers, data_meta(args))
+    return fit.train(args, imagenet_data)
 
 
 if __name__ == "__main__":

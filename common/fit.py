@@ -23,6 +23,7 @@ from common.cli import UsageError
 from common.monitor import Progress, RunningStats
 from common.mx import check_gpus, mx
 from common.schedule import StepSchedule, default_warmup, plan
+from symbols import get_symbol, parse_image_shape
 
 
 VAL_TOTALS = "val_totals"  # kvstore key that sums evaluation results over workers
@@ -75,13 +76,11 @@ def create_kvstore(args):
 
 def build_symbol(args):
     """The network of the model flags (one-line errors for impossible ones)."""
-    import symbols
     bottleneck = None if args.bottleneck is None else args.bottleneck == "yes"
     try:
-        return symbols.get_symbol(args.num_classes, args.num_layers, args.image_shape,
-                                  unit=args.unit, shortcut=args.shortcut,
-                                  projection=args.projection, bottleneck=bottleneck,
-                                  dtype=args.dtype, **args.shortcut_kwargs)
+        return get_symbol(args.num_classes, args.num_layers, args.image_shape,
+                          unit=args.unit, shortcut=args.shortcut, projection=args.projection,
+                          bottleneck=bottleneck, dtype=args.dtype, **args.shortcut_kwargs)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 
@@ -322,7 +321,8 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
                          args.lr_step_iters)
     warmup = args.warmup_iters
     if warmup is None:
-        warmup = default_warmup(args.unit, args.num_layers, symbol_image_shape(args))
+        warmup = default_warmup(args.unit, args.num_layers,
+                                parse_image_shape(args.image_shape))
     kind = kind_of(kv)
     schedule = StepSchedule(args.lr, steps, args.lr_factor, warmup, args.warmup_lr,
                             updates_per_iter=num_workers if kind == "dist_async" else 1)
@@ -354,8 +354,18 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
     return records
 
 
-def symbol_image_shape(args):
-    return tuple(int(v) for v in str(args.image_shape).split(","))
+def train(args, make_data):
+    """What a training script does with its parsed flags: build the network, check the
+    devices (before any data is read), then benchmark, or train on
+    ``make_data(args, num_parts, part_index) -> (train_iter, val_iter, meta)``."""
+    setup_logging()
+    symbol = build_symbol(args)
+    get_contexts(args)
+    if args.benchmark:
+        return benchmark(args, symbol)
+    kv, rank, num_workers = create_kvstore(args)
+    train_iter, val_iter, meta = make_data(args, num_workers, rank)
+    return fit(args, symbol, train_iter, val_iter, kv, rank, num_workers, meta)
 
 
 def run_epoch(run, epoch, iteration):
@@ -468,7 +478,7 @@ def peak_memory(contexts):
 def benchmark(args, symbol, warmup_batches=2):
     """Train on synthetic data; returns and prints images/s and peak memory."""
     contexts = get_contexts(args)
-    shape = (args.batch_size,) + symbol_image_shape(args)
+    shape = (args.batch_size,) + parse_image_shape(args.image_shape)
     data = SyntheticIter(args.num_classes, shape, args.benchmark_batches + warmup_batches)
     kv, _, num_workers = create_kvstore(args)
     schedule = StepSchedule(args.lr)

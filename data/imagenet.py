@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.mx import mx
+from symbols import parse_image_shape
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 RGB_MEAN = (123.68, 116.779, 103.939)
@@ -112,18 +113,6 @@ def _encode(path, resize, quality):
         raise ValueError(f"{path}: not a readable image ({err})") from None
 
 
-def parse_shape(image_shape):
-    """(C, H, W) from a tuple or a string like '3,224,224'."""
-    try:
-        shape = tuple(int(d) for d in (image_shape.split(",") if isinstance(image_shape, str)
-                                       else image_shape))
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image_shape must be C,H,W with positive sizes, got {image_shape!r}")
-    return shape
-
-
 def rec_paths(data_dir):
     """(train.rec, val.rec) in folder ``data_dir``, or ``data_dir`` itself as a pair of paths."""
     if isinstance(data_dir, (tuple, list)):
@@ -210,7 +199,7 @@ def get_imagenet_iters(data_dir, batch_size, data_nthreads=4, num_parts=1, part_
     completed from the first images with ``DataBatch.pad`` counting them.
     """
     train_rec, val_rec = rec_paths(data_dir)
-    shape = parse_shape(image_shape)
+    shape = parse_image_shape(image_shape)
     if batch_size < 1 or data_nthreads < 1:
         raise ValueError(f"batch_size and data_nthreads must be positive, got {batch_size} "
                          f"and {data_nthreads}")

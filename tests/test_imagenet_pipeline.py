@@ -132,7 +132,7 @@ def test_float16_and_parts(recs):
 def test_errors(image_folder, recs, tmp_path):
     with pytest.raises(FileNotFoundError, match="train.rec: no such file"):
         data.get_imagenet_iters(str(tmp_path), batch_size=4)
-    with pytest.raises(ValueError, match="image_shape must be C,H,W"):
+    with pytest.raises(ValueError, match="image_shape must be channels,height,width"):
         data.get_imagenet_iters(recs, batch_size=4, image_shape="224,224")
     with pytest.raises(ValueError, match="too few images for one batch"):
         data.get_imagenet_iters(recs, batch_size=64)
