@@ -13,37 +13,13 @@ import json
 import os
 import re
 
+from common.files import atomic_path, write_json, write_text
 from common.mx import mx
 
 PREFIX = "model"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 MANIFEST_RE = re.compile(rf"^{PREFIX}-(\d{{4,}})\.json$")
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary name beside ``path``; rename it to ``path`` if the block succeeds."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically, flushed to disk before the rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 def symbol_hash(symbol):

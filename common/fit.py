@@ -20,6 +20,7 @@ import numpy as np
 
 from common import checkpoint as ckpt
 from common.cli import UsageError
+from common.files import write_json
 from common.monitor import Progress, RunningStats
 from common.mx import check_gpus, mx
 from common.schedule import StepSchedule, default_warmup, plan
@@ -337,7 +338,7 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
     records = ckpt.truncate_metrics(run_dir, first) if manifest else []
     if manifest is None:
         ckpt.write_metrics(run_dir, [])
-    ckpt.write_json(os.path.join(run_dir, ckpt.CONFIG),
+    write_json(os.path.join(run_dir, ckpt.CONFIG),
                     run_config(args, symbol, contexts, num_batches, epochs, schedule, rank,
                                num_workers, meta))
     if first:

@@ -14,6 +14,7 @@ import numpy as np
 
 from common import checkpoint as ckpt
 from common.cli import UsageError, run_main
+from common.files import atomic_path, write_json
 from common.mx import mx
 
 EXPORT = "export"
@@ -43,13 +44,13 @@ def export_model(run_dir, epoch=None, out_dir=None):
     arg, aux = ckpt.load_params(run_dir, manifest)
     names = set(net.list_arguments())
     arg = {k: v for k, v in arg.items() if k in names}
-    with ckpt.atomic_path(os.path.join(out_dir, "model-symbol.json")) as tmp:
+    with atomic_path(os.path.join(out_dir, "model-symbol.json")) as tmp:
         net.save(tmp)
     params = {f"arg:{k}": v for k, v in arg.items()}
     params.update({f"aux:{k}": v for k, v in aux.items()})
-    with ckpt.atomic_path(os.path.join(out_dir, "model-0000.params")) as tmp:
+    with atomic_path(os.path.join(out_dir, "model-0000.params")) as tmp:
         mx.nd.save(tmp, params)
-    ckpt.write_json(os.path.join(out_dir, INFO), {
+    write_json(os.path.join(out_dir, INFO), {
         "classes": config.get("classes") or [str(i) for i in range(config["num_classes"])],
         "preprocess": config["preprocess"], "epoch": manifest["epoch"],
         "run_dir": os.path.abspath(run_dir), "num_layers": config.get("num_layers"),

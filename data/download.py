@@ -17,6 +17,8 @@ import zlib
 
 from tqdm import tqdm
 
+from common.files import atomic_path
+
 from .cifar import layout
 
 CHUNK = 1 << 20
@@ -61,30 +63,25 @@ def file_md5(path):
 
 def fetch(url, dest, md5, progress=True):
     """Download ``url`` to ``dest`` if its MD5 is ``md5``; no partial file is ever left."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".",
-                               prefix="." + os.path.basename(dest), suffix=".part")
     try:
-        digest, received = hashlib.md5(), 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dest),
-                      disable=not progress) as bar:
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            if total and received != total:
-                raise OSError(f"connection closed after {received} of {total} bytes")
-        if digest.hexdigest() != md5:
-            raise ValueError(f"{url}: MD5 {digest.hexdigest()} does not match the expected "
-                             f"{md5}; the download was discarded")
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            digest, received = hashlib.md5(), 0
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=os.path.basename(dest),
+                          disable=not progress) as bar:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                if total and received != total:
+                    raise OSError(f"connection closed after {received} of {total} bytes")
+            if digest.hexdigest() != md5:
+                raise ValueError(f"{url}: MD5 {digest.hexdigest()} does not match the "
+                                 f"expected {md5}; the download was discarded")
     except (OSError, http.client.HTTPException) as err:
         raise OSError(f"download of {url} failed: {err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def extract(archive, root, folder):

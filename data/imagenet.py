@@ -14,13 +14,14 @@ subtract the ImageNet RGB mean and divide by its std.
 
 Command line: ``python3 -m data pack-imagenet IMAGE_FOLDER PREFIX [--resize 480]``.
 """
+import contextlib
 import io
 import os
-import tempfile
 
 import numpy as np
 from tqdm import tqdm
 
+from common.files import atomic_path
 from common.mx import mx
 from symbols import parse_image_shape
 
@@ -65,30 +66,16 @@ def pack_imagenet(image_folder, prefix, resize=0, quality=95, shuffle=True, seed
     if shuffle:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
     paths = [prefix + ext for ext in (".lst", ".rec", ".idx")]
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    tmps = [_temp_name(p) for p in paths]
-    try:
-        with open(tmps[0], "w") as f:
+    with contextlib.ExitStack() as stack:
+        lst, rec, idx = (stack.enter_context(atomic_path(p)) for p in paths)
+        with open(lst, "w") as f:
             f.writelines(f"{i}\t{label:f}\t{path}\n" for i, (label, path) in enumerate(items))
-        record = mx.recordio.MXIndexedRecordIO(tmps[2], tmps[1], "w")
+        record = mx.recordio.MXIndexedRecordIO(idx, rec, "w")
         for i, (label, path) in enumerate(tqdm(items, desc="packing", disable=not progress)):
             payload = _encode(os.path.join(image_folder, path), resize, quality)
             record.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, label, i, 0), payload))
         record.close()
-        for tmp, path in zip(tmps, paths):
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return tuple(paths)
-
-
-def _temp_name(path):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                               prefix="." + os.path.basename(path), suffix=".tmp")
-    os.close(fd)
-    return tmp
 
 
 def _encode(path, resize, quality):

@@ -1,23 +1,18 @@
 """Small but complete CIFAR-10 folders, for tests and smoke runs without the full download."""
 import os
 import pickle
-import tempfile
 
 import numpy as np
+
+from common.files import atomic_path
 
 from .cifar import LAYOUTS, cifar_class_names, load_cifar
 
 
 def write_pickle(path, obj, protocol=pickle.HIGHEST_PROTOCOL):
     """Pickle ``obj`` to ``path`` atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=protocol)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
 
 
 def _batch(images, labels, name, str_keys):

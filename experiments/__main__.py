@@ -4,7 +4,6 @@
         [--repeats 5] [--budget 300]
     python3 -m experiments --list
 """
-import argparse
 
 from common.cli import run_main
 

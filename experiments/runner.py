@@ -12,7 +12,8 @@ import statistics
 import subprocess
 import sys
 
-from common.checkpoint import list_checkpoints, read_metrics, write_json, write_text
+from common.checkpoint import list_checkpoints, read_metrics
+from common.files import write_json, write_text
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
 
 DONE = "done.json"

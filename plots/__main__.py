@@ -2,7 +2,8 @@
 import argparse
 
 from common.cli import UsageError, run_main
-from plots.curves import X_AXES, plot_runs, results_table, write_text
+from common.files import write_text
+from plots.curves import X_AXES, plot_runs, results_table
 
 
 def parse_args(argv=None):

@@ -5,12 +5,12 @@ colour per run. Figures are drawn with the Agg canvas directly, so importing thi
 module leaves matplotlib's global backend alone.
 """
 import os
-import tempfile
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from common.files import atomic_path
 from plots.runs import error_percent, load_metrics, run_label
 
 X_AXES = {"epoch": "Epochs", "iteration": "Iterations"}
@@ -38,40 +38,10 @@ def _series(records, x, key, path):
     return xs, ys
 
 
-def _temp_beside(path):
-    """A new temporary file in ``path``'s folder with the permissions a plain ``open``
-    would give (mkstemp makes it private)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
-
-
 def save_figure(fig, path):
     """Write ``fig`` to ``path`` atomically; the format comes from the extension."""
-    fd, tmp = _temp_beside(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=os.path.splitext(path)[1][1:], dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def curves_figure(run_dirs, x="epoch", labels=None, title=None):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common import checkpoint as ckpt
+from common.files import atomic_path, write_json
 from common.mx import mx
 
 
@@ -100,9 +101,9 @@ def test_metrics_records_and_truncation(tmp_path):
 
 def test_failed_write_leaves_the_old_file(tmp_path):
     path = tmp_path / "config.json"
-    ckpt.write_json(str(path), {"a": 1})
+    write_json(str(path), {"a": 1})
     with pytest.raises(RuntimeError):
-        with ckpt.atomic_path(str(path)) as tmp:
+        with atomic_path(str(path)) as tmp:
             with open(tmp, "w") as f:
                 f.write("{half")
             raise RuntimeError("killed")
