@@ -85,6 +85,47 @@ def cpu_info(fma_units=2):
             "ghz": ghz, "peak_gflops": peak, "formula": formula}
 
 
+def load_average():
+    """The 1, 5 and 15-minute load averages: how busy the machine was besides us."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def cpu_busy(seconds=0.3):
+    """Fraction of the machine's CPU time spent busy over ``seconds`` (/proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+    total, idle = sample()
+    time.sleep(seconds)
+    total2, idle2 = sample()
+    return 1.0 - (idle2 - idle) / max(1, total2 - total)
+
+
+class QuietWaiter:
+    """Before each timed run, waits until other processes leave the CPUs idle (busy below
+    ``threshold``), spending at most ``budget_s`` seconds over the whole benchmark: on a
+    shared machine, one busy neighbour slows OpenMP's threads many times over."""
+
+    def __init__(self, budget_s, threshold=0.15):
+        self.budget_s, self.threshold = budget_s, threshold
+        self.waited_s, self.runs, self.busy_runs = 0.0, 0, 0
+
+    def __call__(self):
+        self.runs += 1
+        tic = time.perf_counter()
+        while cpu_busy() > self.threshold:
+            if self.waited_s + time.perf_counter() - tic >= self.budget_s:
+                self.busy_runs += 1
+                break
+            time.sleep(1.0)
+        self.waited_s += time.perf_counter() - tic
+
+    def summary(self):
+        return (f"{self.runs - self.busy_runs} of {self.runs} timed runs started on an idle "
+                f"machine (waited {self.waited_s:.0f} s for other processes in all)")
+
+
 def training_gflop(macs):
     """GFLOP of one training image: forward, and backward as twice the forward."""
     return macs * 2 * 3 / 1e9
@@ -105,8 +146,8 @@ def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False):
     """train_cifar.py's flags for a synthetic run of this network."""
     import train_cifar
     argv = ["--num-layers", str(depth), "--batch-size", str(batch_size), "--benchmark",
-            "--dtype", dtype] + (["--gpus", gpus] if gpus else []) + (["--mirror"] if mirror else [])
-    return train_cifar.parse_args(argv)
+            "--dtype", dtype] + (["--gpus", gpus] if gpus else [])
+    return train_cifar.parse_args(argv + (["--mirror"] if mirror else []))
 
 
 def project_module(args, symbol, data_iter, contexts):
@@ -173,7 +214,7 @@ def checkpoint_seconds(mod, run_dir, num_classes):
     return seconds
 
 
-def inference_images_per_sec(run_dir, ctx, batch_size, batches, repeats):
+def inference_images_per_sec(run_dir, ctx, batch_size, batches, repeats, wait=None):
     """Median images/s of ``common.predict.Classifier`` over the exported network."""
     from common.predict import Classifier, export_model
     model = Classifier(export_model(run_dir), ctx, batch_size)
@@ -181,6 +222,8 @@ def inference_images_per_sec(run_dir, ctx, batch_size, batches, repeats):
     model.probabilities(images)
     speeds = []
     for _ in range(repeats):
+        if wait:
+            wait()
         tic = time.perf_counter()
         for _ in range(batches):
             model.probabilities(images)
@@ -265,6 +308,7 @@ def bench_network(depth, opts, dtype, work_dir):
     for r in range(opts.repeats):  # alternated, in a rotating order
         modes = list(timers)[r % len(timers):] + list(timers)[:r % len(timers)]
         for mode in modes:
+            opts.wait_quiet()
             seconds[mode].append(timers[mode](r + 1))
     images = batches * opts.batch_size
     speed = {m: images / statistics.median(s) for m, s in seconds.items()}
@@ -278,7 +322,8 @@ def bench_network(depth, opts, dtype, work_dir):
               "images_per_sec": speed, "checkpoint_s": ckpt_s,
               "gflops": speed["real"] * training_gflop(macs),
               "inference_images_per_sec": inference_images_per_sec(
-                  run_dir, contexts[0], opts.batch_size, 2 * batches, opts.repeats)}
+                  run_dir, contexts[0], opts.batch_size, 2 * batches, opts.repeats,
+                  opts.wait_quiet)}
     real.close()
     return record
 
@@ -416,6 +461,8 @@ def parse_args(argv=None):
     p.add_argument("--mirror-depth", type=int, default=1001)
     p.add_argument("--mirror-batch", type=int, default=32,
                    help="batch of the mirror comparison (0: skip it)")
+    p.add_argument("--max-wait", type=float, default=300, help="seconds, in all, to wait "
+                   "for other processes to leave the CPUs idle before timed runs (0: never)")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
@@ -440,7 +487,9 @@ def main(argv=None):
     cpu = cpu_info(opts.fma_units)
     peak = None if opts.gpus else cpu["peak_gflops"]
     print(f"{cpu['model']}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
-          f"MXNet {mx.__version__}\nFP32 peak: {cpu['formula']}", flush=True)
+          f"MXNet {mx.__version__}; load average {load_average()}\n"
+          f"FP32 peak: {cpu['formula']}", flush=True)
+    opts.wait_quiet = QuietWaiter(opts.max_wait)
     records = []
     with tempfile.TemporaryDirectory(prefix="bench_train-") as work_dir:
         for dtype in opts.dtypes:
@@ -453,6 +502,7 @@ def main(argv=None):
     if not opts.no_memory:
         print("peak memory (one training batch, a fresh process each):", flush=True)
         memory = memory_lines(opts)
+    print(f"{opts.wait_quiet.summary()}; load average at the end: {load_average()}")
     if opts.json:
         from common.checkpoint import write_json
         write_json(opts.json, {"cpu": {k: v for k, v in cpu.items()}, "records": records,

@@ -80,9 +80,18 @@ def test_peak_formula():
 def test_training_flops_and_linear_fit():
     macs = symbols.count_macs(symbols.get_symbol(10, 20, (3, 32, 32)), (3, 32, 32))
     assert bench_train.training_gflop(macs) == pytest.approx(macs * 6 / 1e9)
-    slope, intercept, r2 = bench_train.linear_fit([20, 56, 110], [2 * 20 + 1, 2 * 56 + 1, 2 * 110 + 1])
+    slope, intercept, r2 = bench_train.linear_fit([20, 56, 110], [41, 113, 221])  # 2x + 1
     assert (slope, intercept, r2) == pytest.approx((2.0, 1.0, 1.0))
     assert bench_train.linear_fit([1, 2, 3], [1, 3, 2])[2] < 0.5
+
+
+def test_quiet_waiter_keeps_to_its_budget():
+    assert 0.0 <= bench_train.cpu_busy(0.05) <= 1.0
+    wait = bench_train.QuietWaiter(budget_s=0.0, threshold=-1.0)  # never idle enough
+    wait()
+    wait()
+    assert (wait.runs, wait.busy_runs) == (2, 2) and wait.waited_s < 2
+    assert wait.summary().startswith("0 of 2 timed runs started on an idle machine")
 
 
 def test_memory_probe_sees_mirroring_and_batch_size():
@@ -96,11 +105,12 @@ def test_memory_probe_sees_mirroring_and_batch_size():
 def test_tiny_benchmark_prints_every_figure(shared_cifar10):
     out = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--depths", "8,14",
                           "--batch-size", "8", "--repeats", "2", "--batches", "1",
-                          "--no-memory", "--data-dir", shared_cifar10],
+                          "--no-memory", "--max-wait", "0", "--data-dir", shared_cifar10],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "FP32 peak:" in text and text.count("training images/s: real") == 2
+    assert "timed runs started on an idle machine" in text
     for figure in ("synthetic", "bare", "torch", "project (real data) / PyTorch",
                    "% of FP32 peak", "metric bookkeeping", "inference (exported network)",
                    "ms/image ="):
