@@ -34,7 +34,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from common.cli import UsageError, run_main  # noqa: E402
-from common.mx import check_gpus, mx, physical_cores  # noqa: E402
+from common.mx import mx, physical_cores  # noqa: E402
 
 SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
 EPOCH_IMAGES = 50000  # a CIFAR training epoch, to price a checkpoint against
@@ -151,10 +151,10 @@ def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False):
 
 
 def project_module(args, symbol, data_iter, contexts):
-    """A Module bound, initialised and with its optimizer, as ``fit.fit`` makes it."""
+    """A Module bound, initialised and with its optimizer, as ``fit.fit`` makes it
+    (``fit.get_contexts`` has refused GPUs MXNet has no code for)."""
     from common import fit
     from common.schedule import StepSchedule
-    check_gpus(contexts)
     kv, _, _ = fit.create_kvstore(args)
     return fit.create_module(args, symbol, data_iter, contexts, kv, StepSchedule(args.lr))
 
@@ -349,7 +349,7 @@ def describe(record, peak):
     share = f" = {100 * record['gflops'] / peak:.1f}% of FP32 peak" if peak else ""
     lines.append(f"  achieved {record['gflops']:.1f} GFLOP/s{share}")
     lines.append(f"  real data at {over['real_vs_synthetic_pct']:.1f}% of synthetic speed; "
-                 f"metric bookkeeping +{over['bookkeeping_pct']:.1f}%; checkpoint "
+                 f"metric bookkeeping {over['bookkeeping_pct']:+.1f}%; checkpoint "
                  f"{record['checkpoint_s']:.3f} s = {over['checkpoint_pct']:.2f}% of a "
                  f"{EPOCH_IMAGES}-image epoch")
     lines.append(f"  inference (exported network): {record['inference_images_per_sec']:.1f} "
