@@ -34,6 +34,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from common.cli import UsageError, run_main  # noqa: E402
+from common.files import write_json  # noqa: E402
 from common.mx import mx, physical_cores  # noqa: E402
 
 SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
@@ -207,7 +208,7 @@ def checkpoint_seconds(mod, run_dir, num_classes):
     ckpt.save_checkpoint(run_dir, 1, 1, mod.symbol, arg, aux, mod.save_optimizer_states,
                          extra={"seed": 0})
     seconds = time.perf_counter() - tic
-    ckpt.write_json(os.path.join(run_dir, ckpt.CONFIG), {
+    write_json(os.path.join(run_dir, ckpt.CONFIG), {
         "num_classes": num_classes, "preprocess": {"image_shape": [3, 32, 32], "resize": 32,
                                                    "crop": 32, "mean": [0.0] * 3,
                                                    "std": [1.0] * 3}})
@@ -504,7 +505,6 @@ def main(argv=None):
         memory = memory_lines(opts)
     print(f"{opts.wait_quiet.summary()}; load average at the end: {load_average()}")
     if opts.json:
-        from common.checkpoint import write_json
         write_json(opts.json, {"cpu": {k: v for k, v in cpu.items()}, "records": records,
                                "memory": memory})
     return 0
