@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.cli import run_main  # noqa: E402
+from common.fit import initializer  # noqa: E402
 from common.mx import mx  # noqa: E402
 import data  # noqa: E402
 
@@ -88,7 +89,7 @@ def build_module(depth, batch_size):
     mod = mx.mod.Module(net, context=mx.cpu())
     mod.bind([mx.io.DataDesc("data", (batch_size, 3, 32, 32))],
              [mx.io.DataDesc("softmax_label", (batch_size,))])
-    mod.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+    mod.init_params(initializer())
     mod.init_optimizer(optimizer="nag", optimizer_params={
         "learning_rate": 0.1, "momentum": 0.9, "wd": 1e-4})
     return mod

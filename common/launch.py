@@ -126,7 +126,6 @@ def submit(args):
     patch_threading()
     if args.launcher == "local":
         local_environment(args)
-    import dmlc_tracker
     from dmlc_tracker import tracker
     if args.host_ip:  # not every launcher passes --host-ip on to the tracker
         host_ip = args.host_ip
@@ -134,7 +133,6 @@ def submit(args):
     module = __import__(f"dmlc_tracker.{args.launcher}", fromlist=["submit"])
     logging.info("%s job: %d worker(s), %d server(s): %s", args.launcher, args.num_workers,
                  args.num_servers, " ".join(args.command))
-    del dmlc_tracker
     module.submit(tracker_opts(args))
 
 

@@ -58,7 +58,7 @@ def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None
     """(number of epochs, lr steps in iterations) of a run.
 
     Epoch settings win over iteration settings when both are given. A length in
-    iterations is rounded up to whole epochs (64k iterations of 391 batches: 164 epochs).
+    iterations is rounded up to whole epochs (64k iterations of 390 batches: 165 epochs).
     """
     if batches_per_epoch < 1:
         raise ValueError("the training set gives no batch: it is smaller than one batch")

@@ -15,11 +15,10 @@ import re
 import numpy as np
 
 from common.cli import UsageError, run_main
+from common.fit import initializer
 from common.mx import mx
 
 PROBE = re.compile(r"^stage(\d+)_unit(\d+)_probe$")
-# The initializer the trainers use (He et al. 2015's "MSRA" init).
-INITIALIZER = dict(rnd_type="gaussian", factor_type="in", magnitude=2)
 
 
 def probe_units(symbol):
@@ -60,7 +59,7 @@ def init_params(symbol, data_shape, seed=0):
         args.pop(name)
     args = {n: shape for n, shape in args.items() if not PROBE.match(n)}
     mx.random.seed(seed)
-    init = mx.init.Xavier(**INITIALIZER)
+    init = initializer()
     attrs = symbol.attr_dict()
     arrays = [{}, {}]
     for params, shapes in zip(arrays, (args, aux)):

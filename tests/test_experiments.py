@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -110,3 +111,22 @@ def test_half_finished_table_resumes(small_cifar, tmp_path):
     assert any(line.endswith("full_preact_110/run0: resuming") for line in logs)
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2]
     assert all(r["runs"] == 1 for r in results)
+
+
+def test_a_failed_run_is_reported_and_not_marked_done(tmp_path):
+    run_dir = str(tmp_path / "row" / "run0")
+    with pytest.raises(ChildProcessError, match="failed \\(exit 3\\); run the table again"):
+        runner.run_one([sys.executable, "-c", "raise SystemExit(3)"], run_dir, lambda _: None)
+    assert not runner.is_done(run_dir)
+
+
+def test_experiments_command_errors_in_one_line():
+    out = subprocess.run([sys.executable, "-m", "experiments", "table2"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("python -m experiments: error: give a table, --data-dir "
+                                  "and --out (or --list)")
+    out = subprocess.run([sys.executable, "-m", "experiments", "table9", "--data-dir", "x",
+                          "--out", "y"], capture_output=True, text=True)
+    assert out.returncode == 2 and "valid: table1, table2, table3" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
