@@ -8,10 +8,12 @@ For every network, at batch 128, alternating within each repeat:
   with the CIFAR-10 sample beside the checkout tiled to the batches needed;
 - synthetic: the same loop over one fixed random batch;
 - bare: ``forward_backward`` + ``update`` alone, to price the metric bookkeeping;
+- unfused (CPU): the bare loop with BatchNorm and ReLU as separate operators
+  (``--no-fusion``), to price the fusion of ``symbols.fusion``;
 - PyTorch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
   equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors.
 Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the FP32 peak
-of the CPU; the time of a checkpoint against an epoch of 50k images; inference images/s
+of the CPU at the clock its cores run at, measured; the time of a checkpoint against an epoch of 50k images; inference images/s
 of the network exported by ``common.predict``; peak RSS of each network (and of R-1001
 with and without memory mirroring) in subprocesses; a linear fit of time per image
 against depth. Every figure is the median of the repeats.
@@ -19,12 +21,16 @@ against depth. Every figure is the median of the repeats.
 With ``--gpus`` the same runs on GPU contexts, in each of ``--dtypes``.
 """
 import argparse
+import ctypes
 import json
+import mmap
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +46,6 @@ from common.mx import mx, physical_cores  # noqa: E402
 SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
 EPOCH_IMAGES = 50000  # a CIFAR training epoch, to price a checkpoint against
 DISP_BATCHES = 20  # train_cifar.py's default --disp-batches
-MODES = ("real", "synthetic", "bare", "torch")
 
 
 # -- the machine ----------------------------------------------------------------------
@@ -60,9 +65,56 @@ def peak_gflops(cores, fma_units, lanes, ghz):
     return cores * fma_units * lanes * 2 * ghz
 
 
+# x86-64: xor rax,rax; loop: 8 x add rax,rax; dec rdi; jnz loop; ret. The adds depend
+# on each other, one cycle each, so a loop turn takes 8 cycles.
+ADD_CHAIN = bytes.fromhex("4831c0" + "4801c0" * 8 + "48ffcf" + "75e3" + "c3")
+
+
+def measure_clock_ghz(threads, seconds=0.3):
+    """The clock the cores run at while all ``threads`` are busy, in GHz: the median over
+    threads of (8 x loop turns) / time of the dependent-add chain above. None where it
+    cannot run (not x86-64 Linux, or executable memory refused)."""
+    if platform.machine() not in ("x86_64", "AMD64") or not hasattr(mmap, "PROT_EXEC"):
+        return None
+    try:
+        code = mmap.mmap(-1, mmap.PAGESIZE,
+                         prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    except (OSError, ValueError):
+        return None
+    code.write(ADD_CHAIN)
+    chain = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(
+        ctypes.addressof(ctypes.c_char.from_buffer(code)))  # ctypes drops the GIL in calls
+    tic = time.perf_counter()
+    chain(10 ** 6)
+    turns = int(10 ** 6 * seconds / max(time.perf_counter() - tic, 1e-6))
+    ghz = []
+
+    def run():
+        start = time.perf_counter()
+        chain(turns)
+        ghz.append(8 * turns / (time.perf_counter() - start) / 1e9)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return statistics.median(ghz)
+
+
+def reported_clock_ghz(cpuinfo_mhz):
+    """(GHz, source) that the kernel reports: cpufreq's maximum, else /proc/cpuinfo."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
+            return int(f.read()) / 1e6, "cpufreq maximum"
+    except (OSError, ValueError):
+        return (cpuinfo_mhz or 0) / 1e3, "/proc/cpuinfo cpu MHz"
+
+
 def cpu_info(fma_units=2):
-    """Model, physical cores, FMA lanes, clock and FP32 peak of this machine, from
-    /proc/cpuinfo (flags, 'cpu MHz') or the cpufreq maximum where the kernel has one."""
+    """Model, physical cores, FMA lanes, clock and FP32 peak of this machine: flags from
+    /proc/cpuinfo, the clock measured on all cores at once (``measure_clock_ghz``), or,
+    where it cannot be, the clock the kernel reports."""
     info = {"model": "unknown", "flags": set(), "mhz": None}
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -73,17 +125,19 @@ def cpu_info(fma_units=2):
                 info["flags"] = set(value.split())
             elif key == "cpu MHz" and info["mhz"] is None:
                 info["mhz"] = float(value)
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
-            ghz, source = int(f.read()) / 1e6, "cpufreq maximum"
-    except (OSError, ValueError):
-        ghz, source = (info["mhz"] or 0) / 1e3, "/proc/cpuinfo cpu MHz"
     cores, lanes = physical_cores(), simd_lanes(info["flags"])
+    reported, source = reported_clock_ghz(info["mhz"])
+    ghz = measure_clock_ghz(cores)
+    if ghz is None:
+        ghz = reported
+    else:
+        source = (f"measured with a dependent-add chain on {cores} cores at once; "
+                  f"{source} says {reported:.3f}")
     peak = peak_gflops(cores, fma_units, lanes, ghz)
     formula = (f"{cores} cores x {fma_units} FMA units x {lanes} FP32 lanes x 2 FLOP x "
                f"{ghz:.3f} GHz ({source}) = {peak:.1f} GFLOP/s")
     return {"model": info["model"], "cores": cores, "fma_units": fma_units, "lanes": lanes,
-            "ghz": ghz, "peak_gflops": peak, "formula": formula}
+            "ghz": ghz, "reported_ghz": reported, "peak_gflops": peak, "formula": formula}
 
 
 def load_average():
@@ -143,12 +197,13 @@ def linear_fit(x, y):
 
 # -- the project's training path --------------------------------------------------------
 
-def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False):
+def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False, fusion=True):
     """train_cifar.py's flags for a synthetic run of this network."""
     import train_cifar
     argv = ["--num-layers", str(depth), "--batch-size", str(batch_size), "--benchmark",
             "--dtype", dtype] + (["--gpus", gpus] if gpus else [])
-    return train_cifar.parse_args(argv + (["--mirror"] if mirror else []))
+    argv += (["--mirror"] if mirror else []) + ([] if fusion else ["--no-fusion"])
+    return train_cifar.parse_args(argv)
 
 
 def project_module(args, symbol, data_iter, contexts):
@@ -198,14 +253,14 @@ def time_bare(mod, batch, batches):
     return time.perf_counter() - tic
 
 
-def checkpoint_seconds(mod, run_dir, num_classes):
+def checkpoint_seconds(mod, symbol, run_dir, num_classes):
     """Seconds to write one epoch's checkpoint (parameters, optimizer states, manifest)
     and metrics record, as ``fit.run_epoch`` does; leaves a run directory to export."""
     from common import checkpoint as ckpt
     arg, aux = mod.get_params()
     tic = time.perf_counter()
     ckpt.append_metrics(run_dir, {"epoch": 1, "train_loss": 0.0})
-    ckpt.save_checkpoint(run_dir, 1, 1, mod.symbol, arg, aux, mod.save_optimizer_states,
+    ckpt.save_checkpoint(run_dir, 1, 1, symbol, arg, aux, mod.save_optimizer_states,
                          extra={"seed": 0})
     seconds = time.perf_counter() - tic
     write_json(os.path.join(run_dir, ckpt.CONFIG), {
@@ -289,6 +344,7 @@ def bench_network(depth, opts, dtype, work_dir):
     """Time every mode of ResNet-``depth``; returns the record of its medians."""
     import symbols
     from common import fit
+    from symbols import fusion
     args = project_args(depth, opts.batch_size, opts.gpus, dtype)
     symbol = fit.build_symbol(args)
     batches = opts.batches or default_batches(depth)
@@ -299,6 +355,10 @@ def bench_network(depth, opts, dtype, work_dir):
     timers = {"real": lambda r: time_loop(mod, real, r),
               "synthetic": lambda r: time_loop(mod, synthetic, r),
               "bare": lambda r: time_bare(mod, synthetic.batch, batches)}
+    if fusion.can_fuse(contexts):  # the same bare loop without the BatchNorm-ReLU fusion
+        unfused = project_module(project_args(depth, opts.batch_size, fusion=False), symbol,
+                                 synthetic, contexts)
+        timers["unfused"] = lambda r: time_bare(unfused, synthetic.batch, batches)
     device = None if opts.no_peer else torch_device(opts.gpus)
     if device is not None:
         run_peer = peer(depth, symbol, opts.batch_size, device, dtype)
@@ -315,7 +375,7 @@ def bench_network(depth, opts, dtype, work_dir):
     speed = {m: images / statistics.median(s) for m, s in seconds.items()}
     run_dir = os.path.join(work_dir, f"r{depth}-{dtype}")
     os.makedirs(run_dir)
-    ckpt_s = checkpoint_seconds(mod, run_dir, 10)
+    ckpt_s = checkpoint_seconds(mod, symbol, run_dir, 10)
     macs = symbols.count_macs(symbol, (3, 32, 32))
     record = {"depth": depth, "dtype": dtype, "batch_size": opts.batch_size,
               "batches": batches, "repeats": opts.repeats,
@@ -347,6 +407,9 @@ def describe(record, peak):
              "  training images/s: " + ", ".join(f"{m} {v:.1f}" for m, v in ips.items())]
     if "torch" in ips:
         lines.append(f"  project (real data) / PyTorch: {ips['real'] / ips['torch']:.2f}x")
+    if "unfused" in ips:
+        lines.append(f"  BatchNorm-ReLU fusion: bare loop {ips['bare'] / ips['unfused']:.3f}x "
+                     "the unfused one")
     share = f" = {100 * record['gflops'] / peak:.1f}% of FP32 peak" if peak else ""
     lines.append(f"  achieved {record['gflops']:.1f} GFLOP/s{share}")
     lines.append(f"  real data at {over['real_vs_synthetic_pct']:.1f}% of synthetic speed; "
@@ -485,12 +548,13 @@ def main(argv=None):
     if opts.memory_child:
         depth, batch, framework, mirror = opts.memory_child.split(",")
         return memory_child(int(depth), int(batch), framework, mirror == "1", opts.gpus)
+    opts.wait_quiet = QuietWaiter(opts.max_wait)
+    opts.wait_quiet()  # the clock is measured on idle cores
     cpu = cpu_info(opts.fma_units)
     peak = None if opts.gpus else cpu["peak_gflops"]
     print(f"{cpu['model']}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
           f"MXNet {mx.__version__}; load average {load_average()}\n"
           f"FP32 peak: {cpu['formula']}", flush=True)
-    opts.wait_quiet = QuietWaiter(opts.max_wait)
     records = []
     with tempfile.TemporaryDirectory(prefix="bench_train-") as work_dir:
         for dtype in opts.dtypes:

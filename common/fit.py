@@ -25,6 +25,7 @@ from common.monitor import Progress, RunningStats
 from common.mx import check_gpus, mx
 from common.schedule import StepSchedule, default_warmup, plan
 from symbols import get_symbol, parse_image_shape
+from symbols.fusion import training_symbol
 
 
 VAL_TOTALS = "val_totals"  # kvstore key that sums evaluation results over workers
@@ -138,6 +139,8 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
                   aux_params=None, begin_num_update=0):
     """A bound Module with initialised parameters and optimizer.
 
+    On CPUs the Module runs ``symbol`` with its BatchNorm-ReLU pairs fused into one
+    operator (same parameters and results, see ``symbols.fusion``) unless --no-fusion.
     Updates run on the workers (not on the kvstore), so every worker holds its optimizer
     states and the per-iteration schedule; only 'dist_async' needs the servers to
     update. With 'dist_sync' the parameters are then pulled from the kvstore (all
@@ -147,7 +150,8 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     settings = {"MXNET_UPDATE_ON_KVSTORE": "1" if kind_of(kv) == "dist_async" else "0"}
     if args.mirror:
         settings["MXNET_BACKWARD_DO_MIRROR"] = "1"
-    mod = mx.mod.Module(symbol, data_names=[d.name for d in data_iter.provide_data],
+    mod = mx.mod.Module(training_symbol(symbol, contexts, fuse=not args.no_fusion),
+                        data_names=[d.name for d in data_iter.provide_data],
                         label_names=[d.name for d in data_iter.provide_label],
                         context=contexts)
     params = {"learning_rate": args.lr, "momentum": args.mom, "wd": args.wd,
@@ -297,6 +301,7 @@ def run_config(args, symbol, contexts, num_batches, epochs, schedule, rank, num_
 class Run:
     """What every epoch of a run needs."""
     args: object
+    symbol: object  # as built: checkpoints and evaluation use it, mod may run it fused
     mod: object
     train: object
     val: object
@@ -343,7 +348,7 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
                                num_workers, meta))
     if first:
         logging.info("resuming %s after epoch %d (iteration %d)", run_dir, first, iteration)
-    run = Run(args, mod, train, val, schedule, contexts, kv, run_dir, epochs)
+    run = Run(args, symbol, mod, train, val, schedule, contexts, kv, run_dir, epochs)
     for epoch in range(first, epochs):
         records.append(run_epoch(run, epoch, iteration))
         iteration = records[-1]["iteration"]
@@ -401,7 +406,7 @@ def run_epoch(run, epoch, iteration):
               "lr": run.schedule.lr(iteration - 1)}
     record.update(stats.result("train_"))
     if run.val is not None:
-        tester = eval_module(run.mod.symbol, run.val, run.contexts)
+        tester = eval_module(run.symbol, run.val, run.contexts)
         tester.set_params(arg, aux)
         record.update(evaluate(tester, run.val, args.top_k, run.kv))
         del tester
@@ -413,7 +418,7 @@ def run_epoch(run, epoch, iteration):
     ckpt.append_metrics(run.run_dir, record)
     # with dist_async the optimizer states live on the servers, out of reach
     save_states = None if kind_of(run.kv) == "dist_async" else run.mod.save_optimizer_states
-    ckpt.save_checkpoint(run.run_dir, epoch + 1, iteration, run.mod.symbol, arg, aux,
+    ckpt.save_checkpoint(run.run_dir, epoch + 1, iteration, run.symbol, arg, aux,
                          save_states,
                          extra={"seed": args.seed, "metrics": record,
                                 "rng": "MXNet and NumPy reseeded from (seed, epoch) "

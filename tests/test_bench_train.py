@@ -66,17 +66,6 @@ def test_peer_trainer_lowers_the_loss():
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_peak_formula():
-    assert bench_train.peak_gflops(2, 2, 8, 2.5) == 2 * 2 * 8 * 2 * 2.5
-    assert bench_train.simd_lanes({"avx512f", "avx2", "fma"}) == 16
-    assert bench_train.simd_lanes({"avx2", "fma"}) == 8
-    assert bench_train.simd_lanes({"sse2"}) == 4
-    cpu = bench_train.cpu_info(fma_units=2)
-    assert cpu["peak_gflops"] == pytest.approx(
-        cpu["cores"] * 2 * cpu["lanes"] * 2 * cpu["ghz"])
-    assert cpu["peak_gflops"] > 0 and f"{cpu['peak_gflops']:.1f} GFLOP/s" in cpu["formula"]
-
-
 def test_training_flops_and_linear_fit():
     macs = symbols.count_macs(symbols.get_symbol(10, 20, (3, 32, 32)), (3, 32, 32))
     assert bench_train.training_gflop(macs) == pytest.approx(macs * 6 / 1e9)

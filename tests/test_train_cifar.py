@@ -77,6 +77,8 @@ def test_short_run_lowers_the_loss_and_writes_the_run_directory(run3):
     assert sorted(ckpt.list_checkpoints(out)) == [2, 3]
     sym, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 3)
     assert "stage1_unit1_conv1_weight" in arg and aux
+    # the network as built, not the fused one trained on the CPU (symbols.fusion)
+    assert "BatchNormWithReLU" not in sym.tojson() and "BatchNorm" in sym.tojson()
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(cifar, tmp_path):
