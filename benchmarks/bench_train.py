@@ -373,6 +373,7 @@ def bench_network(depth, opts, dtype, work_dir):
             seconds[mode].append(timers[mode](r + 1))
     images = batches * opts.batch_size
     speed = {m: images / statistics.median(s) for m, s in seconds.items()}
+    ghz = None if opts.gpus else measure_clock_ghz(physical_cores())  # the clock drifts
     run_dir = os.path.join(work_dir, f"r{depth}-{dtype}")
     os.makedirs(run_dir)
     ckpt_s = checkpoint_seconds(mod, symbol, run_dir, 10)
@@ -380,7 +381,7 @@ def bench_network(depth, opts, dtype, work_dir):
     record = {"depth": depth, "dtype": dtype, "batch_size": opts.batch_size,
               "batches": batches, "repeats": opts.repeats,
               "params": symbols.num_params(symbol, (3, 32, 32)), "macs": macs,
-              "images_per_sec": speed, "checkpoint_s": ckpt_s,
+              "images_per_sec": speed, "checkpoint_s": ckpt_s, "ghz": ghz,
               "gflops": speed["real"] * training_gflop(macs),
               "inference_images_per_sec": inference_images_per_sec(
                   run_dir, contexts[0], opts.batch_size, 2 * batches, opts.repeats,
@@ -398,8 +399,9 @@ def overheads(record):
             "checkpoint_pct": 100 * record["checkpoint_s"] / epoch_s}
 
 
-def describe(record, peak):
-    """One network's figures in a few lines."""
+def describe(record, cpu):
+    """One network's figures in a few lines; GFLOP/s against ``cpu``'s FP32 peak at the
+    clock measured after the network's runs (None on GPUs)."""
     ips, over = record["images_per_sec"], overheads(record)
     lines = [f"ResNet-{record['depth']} {record['dtype']}: {record['params'] / 1e6:.3f}M "
              f"parameters, {record['macs'] / 1e6:.1f}M multiply-adds, batch "
@@ -410,7 +412,12 @@ def describe(record, peak):
     if "unfused" in ips:
         lines.append(f"  BatchNorm-ReLU fusion: bare loop {ips['bare'] / ips['unfused']:.3f}x "
                      "the unfused one")
-    share = f" = {100 * record['gflops'] / peak:.1f}% of FP32 peak" if peak else ""
+    share = ""
+    if cpu:
+        ghz = record["ghz"] or cpu["ghz"]
+        peak = peak_gflops(cpu["cores"], cpu["fma_units"], cpu["lanes"], ghz)
+        share = (f" = {100 * record['gflops'] / peak:.1f}% of the {peak:.1f} GFLOP/s peak "
+                 f"at {ghz:.3f} GHz, measured after its runs")
     lines.append(f"  achieved {record['gflops']:.1f} GFLOP/s{share}")
     lines.append(f"  real data at {over['real_vs_synthetic_pct']:.1f}% of synthetic speed; "
                  f"metric bookkeeping {over['bookkeeping_pct']:+.1f}%; checkpoint "
@@ -458,7 +465,8 @@ def memory_child(depth, batch_size, framework, mirror, gpus):
         peer(depth, fit.build_symbol(args), batch_size, torch_device(gpus))(1)
         result = {}
     else:
-        args = project_args(depth, batch_size, gpus, mirror=mirror)
+        args = project_args(depth, batch_size, gpus, mirror=mirror,
+                            fusion=framework != "unfused")
         data = fit.SyntheticIter(10, (batch_size, 3, 32, 32), 1)
         contexts = fit.get_contexts(args)
         mod = project_module(args, fit.build_symbol(args), data, contexts)
@@ -480,8 +488,10 @@ def measure_memory(depth, batch_size, framework="project", mirror=False, gpus=No
 
 
 def memory_lines(opts):
-    """Peak RSS of every network (and its peer), and of the mirror comparison."""
+    """Peak RSS of every network (unfused too, and its peer), and of the mirror comparison."""
     runs = [(d, opts.batch_size, "project", False) for d in opts.depths]
+    if not opts.gpus:
+        runs += [(d, opts.batch_size, "unfused", False) for d in opts.depths]
     if not opts.no_peer and not opts.gpus:
         runs += [(d, opts.batch_size, "torch", False) for d in opts.depths]
     if opts.mirror_batch:
@@ -551,7 +561,6 @@ def main(argv=None):
     opts.wait_quiet = QuietWaiter(opts.max_wait)
     opts.wait_quiet()  # the clock is measured on idle cores
     cpu = cpu_info(opts.fma_units)
-    peak = None if opts.gpus else cpu["peak_gflops"]
     print(f"{cpu['model']}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
           f"MXNet {mx.__version__}; load average {load_average()}\n"
           f"FP32 peak: {cpu['formula']}", flush=True)
@@ -560,7 +569,7 @@ def main(argv=None):
         for dtype in opts.dtypes:
             for depth in opts.depths:
                 records.append(bench_network(depth, opts, dtype, work_dir))
-                print(describe(records[-1], peak), flush=True)
+                print(describe(records[-1], None if opts.gpus else cpu), flush=True)
     print("time per training image against depth (synthetic data):")
     print("\n".join(depth_fit([r for r in records if r["dtype"] == opts.dtypes[0]])))
     memory = []
