@@ -373,6 +373,11 @@ def bench_network(depth, opts, dtype, work_dir):
             seconds[mode].append(timers[mode](r + 1))
     images = batches * opts.batch_size
     speed = {m: images / statistics.median(s) for m, s in seconds.items()}
+    # ratios of runs of the same repeat, seconds apart: the machine's drift cancels
+    paired = {name: statistics.median(a / b for a, b in zip(seconds[slow], seconds[fast]))
+              for name, slow, fast in (("project_vs_torch", "torch", "real"),
+                                       ("fusion", "unfused", "bare"))
+              if slow in seconds}
     ghz = None if opts.gpus else measure_clock_ghz(physical_cores())  # the clock drifts
     run_dir = os.path.join(work_dir, f"r{depth}-{dtype}")
     os.makedirs(run_dir)
@@ -381,7 +386,7 @@ def bench_network(depth, opts, dtype, work_dir):
     record = {"depth": depth, "dtype": dtype, "batch_size": opts.batch_size,
               "batches": batches, "repeats": opts.repeats,
               "params": symbols.num_params(symbol, (3, 32, 32)), "macs": macs,
-              "images_per_sec": speed, "checkpoint_s": ckpt_s, "ghz": ghz,
+              "images_per_sec": speed, "speedup": paired, "checkpoint_s": ckpt_s, "ghz": ghz,
               "gflops": speed["real"] * training_gflop(macs),
               "inference_images_per_sec": inference_images_per_sec(
                   run_dir, contexts[0], opts.batch_size, 2 * batches, opts.repeats,
@@ -407,11 +412,13 @@ def describe(record, cpu):
              f"parameters, {record['macs'] / 1e6:.1f}M multiply-adds, batch "
              f"{record['batch_size']}, {record['batches']} batches x {record['repeats']} repeats",
              "  training images/s: " + ", ".join(f"{m} {v:.1f}" for m, v in ips.items())]
-    if "torch" in ips:
-        lines.append(f"  project (real data) / PyTorch: {ips['real'] / ips['torch']:.2f}x")
-    if "unfused" in ips:
-        lines.append(f"  BatchNorm-ReLU fusion: bare loop {ips['bare'] / ips['unfused']:.3f}x "
-                     "the unfused one")
+    speedup = record["speedup"]
+    if "project_vs_torch" in speedup:
+        lines.append(f"  project (real data) / PyTorch: {speedup['project_vs_torch']:.2f}x "
+                     "(median over repeats of the ratio within a repeat)")
+    if "fusion" in speedup:
+        lines.append(f"  BatchNorm-ReLU fusion: bare loop {speedup['fusion']:.3f}x the unfused "
+                     "one (likewise)")
     share = ""
     if cpu:
         ghz = record["ghz"] or cpu["ghz"]
