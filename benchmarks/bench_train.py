@@ -13,10 +13,11 @@ For every network, at batch 128, alternating within each repeat:
 - PyTorch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
   equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors.
 Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the FP32 peak
-of the CPU at the clock its cores run at, measured; the time of a checkpoint against an epoch of 50k images; inference images/s
-of the network exported by ``common.predict``; peak RSS of each network (and of R-1001
-with and without memory mirroring) in subprocesses; a linear fit of time per image
-against depth. Every figure is the median of the repeats.
+of the CPU at the clock its cores are measured to run at; the time of a checkpoint
+against an epoch of 50k images; inference images/s of the network exported by
+``common.predict``; peak RSS of each network, fused and unfused (and of R-1001 with and
+without memory mirroring) in subprocesses; a linear fit of time per image against depth.
+Speeds are medians of the repeats; ratios are medians of the ratios within a repeat.
 
 With ``--gpus`` the same runs on GPU contexts, in each of ``--dtypes``.
 """
