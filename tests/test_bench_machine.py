@@ -21,6 +21,8 @@ def test_peak_formula():
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
                     reason="the clock is measured with x86-64 code only")
 def test_measured_clock_is_a_plausible_core_clock():
+    if bench_train.measure_clock_ghz(threads=1, seconds=0.01) is None:
+        pytest.skip("this system refuses executable memory; the reported clock is used")
     cpu = bench_train.cpu_info()
     assert "measured with a dependent-add chain" in cpu["formula"]
     # a loop turn counted as 8 cycles when it takes 4 would double the clock; other
