@@ -11,7 +11,8 @@ For every network, at batch 128, alternating within each repeat:
 - unfused (CPU): the bare loop with BatchNorm and ReLU as separate operators
   (``--no-fusion``), to price the fusion of ``symbols.fusion``;
 - PyTorch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
-  equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors.
+  equal), SGD with Nesterov momentum (fused), channels-last on the CPU, loss and
+  accuracy sums kept as tensors.
 Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the FP32 peak
 of the CPU at the clock its cores are measured to run at; the time of a checkpoint
 against an epoch of 50k images; inference images/s of the network exported by
@@ -309,18 +310,22 @@ def torch_device(gpus):
 
 
 def peer(depth, symbol, batch_size, device, dtype="float32"):
-    """The PyTorch network and a ``run(batches) -> seconds`` timer of its training."""
+    """The PyTorch network and a ``run(batches) -> seconds`` timer of its training, in the
+    settings PyTorch trains fastest in: the fused SGD, and on the CPU the channels-last
+    layout (see the README's figures)."""
     import symbols
     from benchmarks.peer_torch import PreActResNet, make_trainer, param_shapes
     torch = import_torch()
-    model = PreActResNet(depth).to(device)
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model = PreActResNet(depth).to(device, memory_format=layout)
     ours = sorted(symbols.param_shapes(symbol, (3, 32, 32)).values())
     if param_shapes(model) != ours:
         raise AssertionError(f"the PyTorch peer of ResNet-{depth} differs from ours in "
                              "its parameters")
-    step = make_trainer(model, amp=dtype == "float16")
+    step = make_trainer(model, amp=dtype == "float16", fused=True)
     gen = torch.Generator().manual_seed(0)
     data = torch.randn(batch_size, 3, 32, 32, generator=gen).to(device)
+    data = data.contiguous(memory_format=layout)
     label = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
 
     def run(batches):

@@ -88,13 +88,14 @@ def param_shapes(model):
     return sorted(tuple(p.shape) for p in model.parameters())
 
 
-def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, amp=False):
+def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, amp=False, fused=False):
     """A training step of ``model``: SGD with Nesterov momentum and weight decay, as the
-    project's default ``nag`` optimizer; ``amp``: float16 autocast with loss scaling (GPU).
+    project's default ``nag`` optimizer; ``amp``: float16 autocast with loss scaling (GPU);
+    ``fused``: PyTorch's one-kernel SGD, the same update in fewer operator calls.
     ``step(data, label)`` returns the batch's sums of loss and of correct predictions as
     tensors, without waiting for their values."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
-                          weight_decay=wd)
+                          weight_decay=wd, fused=fused)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     device = next(model.parameters()).device.type
     scaler = torch.amp.GradScaler(device, enabled=amp)

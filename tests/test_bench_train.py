@@ -66,6 +66,30 @@ def test_peer_trainer_lowers_the_loss():
     assert losses[-1] < 0.8 * losses[0]
 
 
+def peer_trained(steps, layout, fused):
+    """The parameters of the peer ResNet-8 after ``steps`` steps on one batch of 16."""
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 3, 32, 32, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    torch.manual_seed(0)
+    model = PreActResNet(8).to(memory_format=layout)
+    step = make_trainer(model, lr=0.1, fused=fused)
+    for _ in range(steps):
+        step(x.contiguous(memory_format=layout), y)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_peer_speed_settings_keep_the_arithmetic():
+    # The benchmark's peer trains channels-last with the fused SGD: that changes how
+    # PyTorch computes, not what. The fused SGD is checked over three Nesterov steps; the
+    # layout over one, since its rounding differences grow from step to step.
+    plain = torch.contiguous_format
+    for a, b in zip(peer_trained(3, plain, False), peer_trained(3, plain, True), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    fast = peer_trained(1, torch.channels_last, True)
+    for a, b in zip(peer_trained(1, plain, False), fast, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
 def test_training_flops_and_linear_fit():
     macs = symbols.count_macs(symbols.get_symbol(10, 20, (3, 32, 32)), (3, 32, 32))
     assert bench_train.training_gflop(macs) == pytest.approx(macs * 6 / 1e9)
