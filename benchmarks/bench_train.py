@@ -10,9 +10,10 @@ For every network, at batch 128, alternating within each repeat:
 - bare: ``forward_backward`` + ``update`` alone, to price the metric bookkeeping;
 - unfused (CPU): the bare loop with BatchNorm and ReLU as separate operators
   (``--no-fusion``), to price the fusion of ``symbols.fusion``;
-- PyTorch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
-  equal), SGD with Nesterov momentum (fused), channels-last on the CPU, loss and
-  accuracy sums kept as tensors.
+- torch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
+  equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors, in the
+  fastest settings found (the fused SGD; channels-last on the CPU);
+- torch_defaults: the same in PyTorch's defaults (NCHW, SGD looping over parameters).
 Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the FP32 peak
 of the CPU at the clock its cores are measured to run at; the time of a checkpoint
 against an epoch of 50k images; inference images/s of the network exported by
@@ -309,20 +310,20 @@ def torch_device(gpus):
     return torch.device(f"cuda:{gpus.split(',')[0]}") if torch.cuda.is_available() else None
 
 
-def peer(depth, symbol, batch_size, device, dtype="float32"):
-    """The PyTorch network and a ``run(batches) -> seconds`` timer of its training, in the
-    settings PyTorch trains fastest in: the fused SGD, and on the CPU the channels-last
-    layout (see the README's figures)."""
+def peer(depth, symbol, batch_size, device, dtype="float32", tuned=True):
+    """The PyTorch network and a ``run(batches) -> seconds`` timer of its training;
+    ``tuned``: in the settings PyTorch trains fastest in (the fused SGD, and on the CPU
+    the channels-last layout), else in its defaults (NCHW, a loop over parameters)."""
     import symbols
     from benchmarks.peer_torch import PreActResNet, make_trainer, param_shapes
     torch = import_torch()
-    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    layout = torch.channels_last if tuned and device.type == "cpu" else torch.contiguous_format
     model = PreActResNet(depth).to(device, memory_format=layout)
     ours = sorted(symbols.param_shapes(symbol, (3, 32, 32)).values())
     if param_shapes(model) != ours:
         raise AssertionError(f"the PyTorch peer of ResNet-{depth} differs from ours in "
                              "its parameters")
-    step = make_trainer(model, amp=dtype == "float16", fused=True)
+    step = make_trainer(model, amp=dtype == "float16", fused=tuned)
     gen = torch.Generator().manual_seed(0)
     data = torch.randn(batch_size, 3, 32, 32, generator=gen).to(device)
     data = data.contiguous(memory_format=layout)
@@ -368,7 +369,9 @@ def bench_network(depth, opts, dtype, work_dir):
     device = None if opts.no_peer else torch_device(opts.gpus)
     if device is not None:
         run_peer = peer(depth, symbol, opts.batch_size, device, dtype)
+        run_default = peer(depth, symbol, opts.batch_size, device, dtype, tuned=False)
         timers["torch"] = lambda r: run_peer(batches)
+        timers["torch_defaults"] = lambda r: run_default(batches)
     for timer in timers.values():  # warm-up: memory plans, kernels, caches
         timer(0)
     seconds = {mode: [] for mode in timers}
@@ -382,6 +385,7 @@ def bench_network(depth, opts, dtype, work_dir):
     # ratios of runs of the same repeat, seconds apart: the machine's drift cancels
     paired = {name: statistics.median(a / b for a, b in zip(seconds[slow], seconds[fast]))
               for name, slow, fast in (("project_vs_torch", "torch", "real"),
+                                       ("project_vs_torch_defaults", "torch_defaults", "real"),
                                        ("fusion", "unfused", "bare"),
                                        ("real_vs_synthetic", "synthetic", "real"),
                                        ("bare_vs_synthetic", "synthetic", "bare"))
@@ -423,8 +427,9 @@ def describe(record, cpu):
              "  training images/s: " + ", ".join(f"{m} {v:.1f}" for m, v in ips.items())]
     speedup = record["speedup"]
     if "project_vs_torch" in speedup:
-        lines.append(f"  project (real data) / PyTorch: {speedup['project_vs_torch']:.2f}x "
-                     "(median over repeats of the ratio within a repeat)")
+        lines.append(f"  project (real data) / PyTorch: {speedup['project_vs_torch']:.2f}x; "
+                     f"/ PyTorch in its defaults: {speedup['project_vs_torch_defaults']:.2f}x "
+                     "(medians over repeats of the ratios within a repeat)")
     if "fusion" in speedup:
         lines.append(f"  BatchNorm-ReLU fusion: bare loop {speedup['fusion']:.3f}x the unfused "
                      "one (likewise)")

@@ -124,7 +124,8 @@ def test_tiny_benchmark_prints_every_figure(shared_cifar10):
     text = out.stdout
     assert "FP32 peak:" in text and text.count("training images/s: real") == 2
     assert "timed runs started on an idle machine" in text
-    for figure in ("synthetic", "bare", "unfused", "torch", "project (real data) / PyTorch",
+    for figure in ("synthetic", "bare", "unfused", "torch", "torch_defaults", "project (real data) / PyTorch",
+                   "/ PyTorch in its defaults",
                    "BatchNorm-ReLU fusion: bare loop", "GFLOP/s peak at",
                    "metric bookkeeping", "inference (exported network)", "ms/image ="):
         assert figure in text
