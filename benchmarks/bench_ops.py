@@ -25,7 +25,6 @@ if ROOT not in sys.path:
 from common.cli import UsageError, run_main  # noqa: E402
 
 START, END = "bench_ops: timed batches start", "bench_ops: timed batches end"
-CONV_PASSES = ("forward_training", "backward_data", "backward_weights")
 
 
 def primitive_flop(kind, problem):
@@ -34,14 +33,12 @@ def primitive_flop(kind, problem):
     groups) or ``mb128ic64oc10``; 0 for other kinds."""
     if kind not in ("convolution", "inner_product"):
         return 0
-    dims = dict((k, int(v)) for k, v in re.findall(r"(mb|g|ic|oc|ih|iw|oh|ow|kh|kw)(\d+)", problem))
-    size = lambda *keys: [dims.get(k, 1) for k in keys]  # noqa: E731
-    mb, oc, ic = size("mb", "oc", "ic")
+    dims = {k: int(v) for k, v in re.findall(r"(mb|g|ic|oc|ih|iw|oh|ow|kh|kw)(\d+)", problem)}
+    mb, g, ic, oc, ih, iw, oh, ow, kh, kw = (
+        dims.get(k, 1) for k in ("mb", "g", "ic", "oc", "ih", "iw", "oh", "ow", "kh", "kw"))
     if kind == "inner_product":
-        ih, iw = size("ih", "iw")
         return 2 * mb * oc * ic * ih * iw
-    groups, oh, ow, kh, kw = size("g", "oh", "ow", "kh", "kw")
-    return 2 * mb * oc * (ic // groups) * oh * ow * kh * kw
+    return 2 * mb * oc * (ic // g) * oh * ow * kh * kw
 
 
 def row_name(kind, prop):

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from benchmarks import bench_ops
 from benchmarks.bench_ops import parse_verbose, primitive_flop
+from common.cli import UsageError
 from common.mx import mx
 from tests.conftest import ROOT
 
@@ -85,3 +87,13 @@ def test_bad_depth_is_one_line():
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("bench_ops.py: error: ") and "21" in out.stderr
+
+
+@pytest.mark.skipif(not mx.runtime.Features().is_enabled("MKLDNN"),
+                    reason="this MXNet build has no MKL-DNN (oneDNN) to time")
+def test_no_timings_is_an_error(monkeypatch):
+    # A build whose oneDNN ignores DNNL_VERBOSE prints no exec lines: say so, don't
+    # print an empty table.
+    monkeypatch.setattr(bench_ops, "run_child", lambda opts: (["dnnl_verbose,info,x"], 1.0, 10))
+    with pytest.raises(UsageError, match="oneDNN printed no timings"):
+        bench_ops.main(["--depth", "8"])
