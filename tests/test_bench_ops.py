@@ -97,3 +97,11 @@ def test_no_timings_is_an_error(monkeypatch):
     monkeypatch.setattr(bench_ops, "run_child", lambda opts: (["dnnl_verbose,info,x"], 1.0, 10))
     with pytest.raises(UsageError, match="oneDNN printed no timings"):
         bench_ops.main(["--depth", "8"])
+
+
+def test_child_without_timed_batches_is_an_error(monkeypatch):
+    # A child that exits cleanly but never reached its timed batches gives one line.
+    silent = subprocess.CompletedProcess([], 0, stdout="dnnl_verbose,info,x\n", stderr="")
+    monkeypatch.setattr(bench_ops.subprocess, "run", lambda *a, **k: silent)
+    with pytest.raises(UsageError, match="printed no timed batches"):
+        bench_ops.run_child(bench_ops.parse_args(["--depth", "8"]))
