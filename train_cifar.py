@@ -21,6 +21,8 @@ def parse_args(argv=None):
                       help="download the data set into --data-dir when absent")
     data.add_argument("--validation-split", action="store_true",
                       help="train on 45k images and validate on the other 5k (else: test set)")
+    data.add_argument("--validation-images", type=int, metavar="N",
+                      help="validate on N training images held out by class (fixed split)")
     data.add_argument("--num-examples", type=int,
                       help="train on a fixed random subset of this many images (smoke runs)")
     add_fit_args(parser)
@@ -39,7 +41,8 @@ def cifar_data(args, num_parts, part_index):
     train, val = data.get_cifar_iters(args.data_dir, args.dataset, args.batch_size,
                                       validation_split=args.validation_split, seed=args.seed,
                                       num_parts=num_parts, part_index=part_index,
-                                      download=args.download, num_examples=args.num_examples)
+                                      download=args.download, num_examples=args.num_examples,
+                                      validation_images=args.validation_images)
     folder = data.cifar_folder(args.data_dir, args.dataset)
     meta = {"classes": data.cifar_class_names(folder),
             "preprocess": {"image_shape": [3, 32, 32], "resize": 32, "crop": 32,

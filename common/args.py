@@ -111,7 +111,7 @@ def parse_shortcut_params(items):
 def check_args(args):
     """Reject impossible settings with a one-line UsageError."""
     positive = ["batch_size", "disp_batches", "num_classes", "benchmark_batches",
-                "num_examples", "data_nthreads"]
+                "num_examples", "data_nthreads", "validation_images"]
     for name in positive:
         value = getattr(args, name, None)
         if value is not None and value < 1:

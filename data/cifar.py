@@ -230,3 +230,21 @@ def train_val_split(num_images, val_fraction=VAL_FRACTION, seed=SPLIT_SEED):
         raise ValueError(f"cannot hold out {val_fraction:.0%} of {num_images} images")
     order = np.random.default_rng(seed).permutation(num_images)
     return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def stratified_split(labels, num_val, seed=SPLIT_SEED):
+    """Sorted (train, val) index arrays: ``num_val`` images held out, each class in
+    proportion to its share of ``labels`` (largest remainders get the rounding), drawn
+    in a fixed random order; the same split for every run that passes the same labels."""
+    labels = np.asarray(labels)
+    if not 0 < num_val < len(labels):
+        raise ValueError(f"cannot hold out {num_val} of {len(labels)} images")
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * num_val / len(labels)
+    take = np.floor(quota).astype(int)
+    extra = np.argsort(-(quota - take), kind="stable")[:num_val - take.sum()]
+    take[extra] += 1
+    order = np.random.default_rng(seed).permutation(len(labels))
+    val = np.concatenate([order[labels[order] == c][:k] for c, k in zip(classes, take)])
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    return train, np.sort(val)
