@@ -1,4 +1,5 @@
-"""``python3 -m data``: download CIFAR, write a small CIFAR folder, pack ImageNet into RecordIO."""
+"""``python3 -m data``: download CIFAR, write a small or a generated CIFAR folder, pack ImageNet
+into RecordIO."""
 import argparse
 
 from common.cli import run_main
@@ -18,6 +19,14 @@ def parse_args(argv):
     sample.add_argument("root", help="where to write cifar-10-batches-py/")
     sample.add_argument("--train-per-batch", type=int, default=100)
     sample.add_argument("--test-size", type=int, default=100)
+    synthetic = commands.add_parser("synthetic", help="a generated CIFAR folder (classes differ "
+                                    "in hue and stripes) for tests and smoke runs")
+    synthetic.add_argument("root", help="where to write cifar-10-batches-py/ or cifar-100-python/")
+    synthetic.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
+    synthetic.add_argument("--train-per-batch", type=int, default=100,
+                           help="images in each training file (5 for CIFAR-10, 1 for CIFAR-100)")
+    synthetic.add_argument("--test-size", type=int, default=100)
+    synthetic.add_argument("--seed", type=int, default=0)
     pack = commands.add_parser("pack-imagenet", help="pack a folder of class sub-folders of "
                                "images into PREFIX.lst/.rec/.idx")
     pack.add_argument("image_folder")
@@ -39,6 +48,9 @@ def main(argv=None):
     elif args.command == "sample":
         print(data.make_cifar_sample(args.source, args.root, args.train_per_batch,
                                      args.test_size))
+    elif args.command == "synthetic":
+        print(data.make_synthetic_cifar(args.root, args.dataset, args.train_per_batch,
+                                        args.test_size, args.seed))
     else:
         paths = data.pack_imagenet(args.image_folder, args.prefix, args.resize, args.quality,
                                    args.shuffle, args.seed)

@@ -5,7 +5,10 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
+# The real files beside the checkout; RESNET_SHARED_DATA=/nonexistent runs the suite as a
+# fresh clone would (every test on generated data, only the real-image layer skipped).
+SHARED_DATA = os.environ.get("RESNET_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+SHARED_CIFAR = os.path.join(SHARED_DATA, "cifar-10-batches-py")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -16,3 +19,21 @@ def shared_cifar10():
     if not os.path.isfile(os.path.join(SHARED_CIFAR, "data_batch_1")):
         pytest.skip(f"real CIFAR-10 sample not found at {os.path.normpath(SHARED_CIFAR)}")
     return SHARED_CIFAR
+
+
+@pytest.fixture(scope="session")
+def generated_cifar10(tmp_path_factory):
+    """A generated CIFAR-10 folder (official layout): 5 x 40 training and 60 test images.
+
+    Shared by the whole session: tests must not change it (copy it first)."""
+    from data.synthetic import make_synthetic_cifar
+    return make_synthetic_cifar(str(tmp_path_factory.mktemp("cifar10")), "cifar10",
+                                train_per_batch=40, test_size=60)
+
+
+@pytest.fixture(scope="session")
+def generated_cifar100(tmp_path_factory):
+    """A generated CIFAR-100 folder (official layout): 300 training and 100 test images."""
+    from data.synthetic import make_synthetic_cifar
+    return make_synthetic_cifar(str(tmp_path_factory.mktemp("cifar100")), "cifar100",
+                                train_per_batch=300, test_size=100)
