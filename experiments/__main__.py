@@ -1,16 +1,20 @@
 """Run a table of the Identity Mappings paper and compare it with the paper.
 
     python3 -m experiments table2 --data-dir cifar --out runs/table2 [--rows a,b]
-        [--repeats 5] [--budget 300]
+        [--repeats 5] [--budget 300] [--jobs 2 | --gpus 0,1,2,3 | --launcher slurm ...]
+    python3 -m experiments table2 --out runs/table2 --report
+    python3 -m experiments status runs/table2
     python3 -m experiments --list
 """
+import sys
 
 from common.cli import run_main
 
 
 def parse_args(argv=None):
     from common.args import Parser
-    p = Parser(prog="python -m experiments", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m experiments", description=__doc__.splitlines()[0],
+               allow_abbrev=False)  # the training script's flags pass through whole
     p.add_argument("table", nargs="?", help="table1, table2 or table3")
     p.add_argument("--list", action="store_true", help="list the tables' rows and exit")
     p.add_argument("--data-dir", help="CIFAR folder (the table's data set; see --download)")
@@ -23,8 +27,14 @@ def parse_args(argv=None):
     p.add_argument("--budget-examples", type=int, default=5000,
                    help="training images of a --budget run")
     p.add_argument("--download", action="store_true", help="download CIFAR if missing")
+    p.add_argument("--report", action="store_true", help="only rebuild table.md, table.csv "
+                   "and the figure from the runs finished so far")
+    from experiments.launch import add_launch_args
+    add_launch_args(p)
     args, extra = p.parse_known_args(argv)
-    if not args.list and not (args.table and args.data_dir and args.out):
+    if args.report and not (args.table and args.out):
+        p.error("--report needs a table and --out")
+    if not args.list and not args.report and not (args.table and args.data_dir and args.out):
         p.error("give a table, --data-dir and --out (or --list)")
     args.train_args = extra + (["--download"] if args.download else [])
     return args
@@ -41,16 +51,43 @@ def list_rows():
                   f"{p.shortcut} {params}  paper {paper}")
 
 
+def status_main(argv):
+    from common.args import Parser
+    p = Parser(prog="python -m experiments status",
+               description="where the runs of a table (or any folder of runs) stand")
+    p.add_argument("out", help="folder of the runs (--out of the table)")
+    args = p.parse_args(argv)
+    from experiments.status import format_status, table_status
+    print(format_status(table_status(args.out)))
+
+
+SUBCOMMANDS = {"status": status_main}
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
     if args.list:
         return list_rows()
-    from experiments.runner import run_table
+    from experiments.runner import report_table, run_table
     rows = args.rows.split(",") if args.rows else None
-    results, figure = run_table(args.table, args.out, args.data_dir, rows, args.repeats,
-                                args.budget, args.budget_examples, args.train_args)
+    if args.report:
+        results, figure = report_table(args.table, args.out, rows, args.repeats, args.budget)
+    else:
+        results, figure = run_table(args.table, args.out, args.data_dir, rows, args.repeats,
+                                    args.budget, args.budget_examples, args.train_args,
+                                    launch_args=args)
+        if args.launcher == "slurm":
+            print(f"submitted; follow with: python3 -m experiments status {args.out}")
+            return
     print(open(f"{args.out}/table.md").read())
-    print("figure:", ", ".join(figure))
+    print("figure:", ", ".join(figure) or "none (no run has finished an epoch)")
+    missing = sum(len(r["missing"]) for r in results)
+    if missing and not args.report:
+        sys.exit(f"python -m experiments: {missing} run(s) missing from the table: see the "
+                 "FAILED lines above")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 Each row's repeats train in ``OUT/<row>/run<k>`` through ``train_cifar`` (one process each,
 so a killed table resumes: finished runs are skipped, unfinished ones resume from their
-newest checkpoint). ``OUT/table.md``, ``OUT/table.csv`` and ``OUT/figure.{png,pdf}`` hold
-the comparison.
+newest checkpoint), started by ``experiments.launch`` (``--jobs N`` at once here, or a
+Slurm job array). ``OUT/plan.json`` lists the table's runs; ``OUT/table.md``,
+``OUT/table.csv`` and ``OUT/figure.{png,pdf}`` hold the comparison of the finished ones.
 """
 import csv
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -14,9 +16,10 @@ import sys
 
 from common.checkpoint import list_checkpoints, read_metrics
 from common.files import write_json, write_text
+from experiments.launch import (DONE, add_launch_args, describe_status,  # noqa: F401
+                                is_done, launch, parse_launch_args)
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
-
-DONE = "done.json"
+from experiments.status import PLAN
 # A budget run keeps the recipe's shape (steps at 1/2 and 3/4, warm-up share) on
 # shallow nets of the same branch type.
 BUDGET_DEPTHS = {"basic": 20, "bottleneck": 29}
@@ -65,10 +68,6 @@ def run_dirs(out_dir, preset, repeats):
     return [os.path.join(out_dir, preset.name, f"run{k}") for k in range(repeats)]
 
 
-def is_done(run_dir):
-    return os.path.isfile(os.path.join(run_dir, DONE))
-
-
 def run_one(cmd, run_dir, log=print):
     """Train one run to its end, unless it finished before; mark it done."""
     if is_done(run_dir):
@@ -90,8 +89,9 @@ def final_error(run_dir):
 
 
 def row_result(preset, dirs):
-    """Summary of a row's finished repeats: median, mean, spread, paper, difference."""
-    errors = [e for e in (final_error(d) for d in dirs) if e is not None]
+    """Summary of a row's finished repeats: median, mean, spread, paper, difference, and
+    the repeats still missing (not done)."""
+    errors = [e for e in (final_error(d) for d in dirs if is_done(d)) if e is not None]
     median = statistics.median(errors) if errors else None
     if preset.paper_error == FAIL:
         difference = None if median is None else \
@@ -101,7 +101,8 @@ def row_result(preset, dirs):
     return {"row": preset.name, "paper": preset.paper_error, "median": median,
             "mean": statistics.fmean(errors) if errors else None,
             "std": statistics.pstdev(errors) if len(errors) > 1 else 0.0 if errors else None,
-            "runs": len(errors), "difference": difference}
+            "runs": len(errors), "difference": difference,
+            "missing": [os.path.basename(d) for d in dirs if not is_done(d)]}
 
 
 def fmt(value, signed=False):
@@ -119,6 +120,10 @@ def markdown_table(results, title):
         paper = "fail (> 20)" if r["paper"] == FAIL else fmt(r["paper"])
         lines.append(f"| {r['row']} | {paper} | {fmt(r['median'])} | {fmt(r['mean'])} ± "
                      f"{fmt(r['std'])} ({r['runs']}) | {fmt(r['difference'], signed=True)} |")
+    incomplete = [f"{r['row']} ({', '.join(r['missing'])} missing)" for r in results
+                  if r.get("missing")]
+    if incomplete:
+        lines += ["", "Incomplete rows: " + "; ".join(incomplete) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -159,9 +164,20 @@ def summarize(table, presets, out_dir, repeats, budget=None):
     return results, figure
 
 
+def table_runs(out_dir, data_dir, presets, repeats, budget, budget_examples,
+               extra_args):
+    """[(run_dir, train command)] of every repeat of ``presets``, row by row."""
+    return [(run_dir, train_command(p, run_dir, data_dir, seed, budget, budget_examples,
+                                    extra_args))
+            for p in presets for seed, run_dir in enumerate(run_dirs(out_dir, p, repeats))]
+
+
 def run_table(table, out_dir, data_dir, rows=None, repeats=1, budget=None,
-              budget_examples=5000, extra_args=(), log=print):
-    """Train every repeat of the chosen rows of ``table``, then write the comparison."""
+              budget_examples=5000, extra_args=(), log=print, launch_args=None):
+    """Train every repeat of the chosen rows of ``table`` as ``launch_args`` (the parsed
+    launch flags; default: one run at a time here) say, then write the comparison of the
+    finished runs. A failed run is logged and left out of the table (which names it
+    missing); with Slurm this returns once the jobs are submitted."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if budget is not None and budget < 1:
@@ -170,9 +186,36 @@ def run_table(table, out_dir, data_dir, rows=None, repeats=1, budget=None,
     os.makedirs(out_dir, exist_ok=True)
     if budget is not None:
         log(BUDGET_WARNING)
-    for preset in presets:
-        for seed, run_dir in enumerate(run_dirs(out_dir, preset, repeats)):
-            cmd = train_command(preset, run_dir, data_dir, seed, budget, budget_examples,
-                                extra_args)
-            run_one(cmd, run_dir, log)
+    runs = table_runs(out_dir, data_dir, presets, repeats, budget, budget_examples,
+                      extra_args)
+    write_json(os.path.join(out_dir, PLAN),
+               {"table": table, "rows": [p.name for p in presets], "repeats": repeats,
+                "budget": budget, "runs": [os.path.relpath(d, out_dir) for d, _ in runs]})
+    failures = launch(runs, launch_args or parse_launch_args(), log)
+    for f in failures:
+        log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
+    return summarize(table, presets, out_dir, repeats, budget)
+
+
+def read_plan(out_dir):
+    """OUT/plan.json of a table launched before, or None."""
+    path = os.path.join(out_dir, PLAN)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def report_table(table, out_dir, rows=None, repeats=1, budget=None):
+    """Rebuild table.md, table.csv and the figure from the finished runs; the rows, repeats
+    and budget come from OUT/plan.json when the table was launched, else from the
+    arguments."""
+    if not os.path.isdir(out_dir):
+        raise FileNotFoundError(f"no folder {out_dir}")
+    plan = read_plan(out_dir)
+    if plan is not None:
+        if plan["table"] != table:
+            raise ValueError(f"{out_dir} holds {plan['table']}, not {table}")
+        rows, repeats, budget = plan["rows"], plan["repeats"], plan["budget"]
+    presets = select_rows(table, rows)
     return summarize(table, presets, out_dir, repeats, budget)

@@ -1,0 +1,107 @@
+"""Where the runs of an experiments folder stand, read from the files the runs write.
+
+    python3 -m experiments status OUT
+
+One line per run: row, repeat, state, epochs done / planned, last validation error,
+images/s, ETA, and how it was launched (process id, or Slurm job id and Slurm's state).
+The runs are those of ``OUT/plan.json`` (a table) and every folder under OUT that holds a
+run's files, so it works on a table in progress, on one nobody runs, and on other sweeps.
+"""
+import json
+import os
+import statistics
+
+from common.checkpoint import CONFIG, METRICS, read_metrics
+from experiments.launch import (DONE, LAUNCH, describe_status, read_launch, run_state,
+                                slurm_states)
+
+PLAN = "plan.json"
+RUN_FILES = (DONE, LAUNCH, CONFIG, METRICS)
+
+
+def find_runs(out_dir):
+    """Run directories under ``out_dir``: the plan's first, in its order, then the rest."""
+    if not os.path.isdir(out_dir):
+        raise FileNotFoundError(f"no folder {out_dir}")
+    runs = []
+    plan = os.path.join(out_dir, PLAN)
+    if os.path.isfile(plan):
+        with open(plan) as f:
+            runs = [os.path.join(out_dir, d) for d in json.load(f)["runs"]]
+    seen = {os.path.normpath(d) for d in runs}
+    found = []
+    for folder, _, files in os.walk(out_dir):
+        if any(f in files for f in RUN_FILES) and os.path.normpath(folder) not in seen:
+            found.append(folder)
+    return runs + sorted(found)
+
+
+def read_config(run_dir):
+    try:
+        with open(os.path.join(run_dir, CONFIG)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def run_status(out_dir, run_dir, slurm=None):
+    """What ``status`` shows of one run, as a dict."""
+    records = read_metrics(run_dir)
+    info = read_launch(run_dir)
+    state = run_state(run_dir, slurm)
+    planned = read_config(run_dir).get("planned_epochs")
+    last = records[-1] if records else {}
+    eta = None
+    if state == "running" and planned and records:
+        eta = (planned - len(records)) * statistics.median(r["epoch_seconds"] for r in records)
+    job = "-"
+    if info.get("launcher") == "slurm":
+        job = f"{info.get('job_id')} {(slurm or {}).get(info.get('job_id'), '-')}"
+    elif state == "running" and info.get("pid"):
+        job = f"pid {info['pid']}"
+    row = os.path.relpath(os.path.dirname(os.path.abspath(run_dir)), os.path.abspath(out_dir))
+    return {"row": row, "repeat": os.path.basename(os.path.normpath(run_dir)),
+            "run_dir": run_dir, "state": state, "epochs": len(records), "planned": planned,
+            "val_error": 100.0 * (1.0 - last["val_acc"]) if "val_acc" in last else None,
+            "images_per_sec": last.get("samples_per_sec"), "eta_seconds": eta, "job": job,
+            "failure": (describe_status(info["exit_status"]), info.get("last_line", ""))
+            if state == "failed" and "exit_status" in info else None}
+
+
+def table_status(out_dir):
+    """``run_status`` of every run under ``out_dir``."""
+    runs = find_runs(out_dir)
+    jobs = [read_launch(d).get("job_id") for d in runs
+            if read_launch(d).get("launcher") == "slurm"]
+    slurm = slurm_states(jobs) if jobs else {}
+    return [run_status(out_dir, d, slurm) for d in runs]
+
+
+def duration(seconds):
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_status(rows):
+    """The status lines: a header, one line per run, the failures' last log lines and a
+    count of the states."""
+    header = ("row", "repeat", "state", "epochs", "val err %", "images/s", "ETA", "job")
+    lines = [[r["row"], r["repeat"], r["state"],
+              f"{r['epochs']}/{r['planned'] if r['planned'] else '-'}",
+              "-" if r["val_error"] is None else f"{r['val_error']:.2f}",
+              "-" if r["images_per_sec"] is None else f"{r['images_per_sec']:.0f}",
+              duration(r["eta_seconds"]), r["job"]] for r in rows]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
+    out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
+           for line in [header] + lines]
+    for r in rows:
+        if r["failure"]:
+            out.append(f"{r['run_dir']}: failed ({r['failure'][0]}): {r['failure'][1]}")
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    out.append(f"{len(rows)} run(s): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(out)
