@@ -4,6 +4,7 @@
         [--repeats 5] [--budget 300] [--jobs 2 | --gpus 0,1,2,3 | --launcher slurm ...]
     python3 -m experiments table2 --out runs/table2 --report
     python3 -m experiments status runs/table2
+    python3 -m experiments findings --data-dir cifar --out runs/findings [--quick]
     python3 -m experiments --list
 """
 import sys
@@ -61,7 +62,12 @@ def status_main(argv):
     print(format_status(table_status(args.out)))
 
 
-SUBCOMMANDS = {"status": status_main}
+def findings_main(argv):
+    from experiments.evidence import main as evidence_main
+    return evidence_main(argv)
+
+
+SUBCOMMANDS = {"status": status_main, "findings": findings_main}
 
 
 def main(argv=None):
