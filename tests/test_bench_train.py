@@ -115,10 +115,10 @@ def test_memory_probe_sees_mirroring_and_batch_size():
     assert mirrored["peak_rss_mib"] > mirrored["baseline_rss_mib"]
 
 
-def test_tiny_benchmark_prints_every_figure(shared_cifar10):
+def test_tiny_benchmark_prints_every_figure(generated_cifar10):
     out = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--depths", "8,14",
                           "--batch-size", "8", "--repeats", "2", "--batches", "1",
-                          "--no-memory", "--max-wait", "0", "--data-dir", shared_cifar10],
+                          "--no-memory", "--max-wait", "0", "--data-dir", generated_cifar10],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     text = out.stdout

@@ -1,6 +1,8 @@
-"""CIFAR loading: the real official files, both pickle key styles, validation, safe unpickling."""
+"""CIFAR loading: generated and real official files, both pickle key styles, validation, safe
+unpickling."""
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -10,9 +12,17 @@ from data.sample import write_pickle
 
 
 @pytest.fixture
-def sample(shared_cifar10, tmp_path):
-    """A complete small CIFAR-10 folder (bytes keys, protocol 2) built from the real sample."""
-    return data.make_cifar_sample(shared_cifar10, tmp_path, train_per_batch=60, test_size=40)
+def sample(tmp_path):
+    """A generated CIFAR-10 folder: 5 x 60 training and 40 test images."""
+    return data.make_synthetic_cifar(str(tmp_path), train_per_batch=60, test_size=40)
+
+
+def incomplete_folder(source, folder):
+    """A CIFAR-10 folder holding only ``data_batch_1`` and ``batches.meta`` of ``source``."""
+    os.makedirs(folder)
+    for name in ("data_batch_1", "batches.meta"):
+        shutil.copy(os.path.join(source, name), folder)
+    return str(folder)
 
 
 def trusted_load(path):
@@ -45,35 +55,49 @@ def test_real_meta_class_names(shared_cifar10):
     assert len(names) == 10 and all(isinstance(n, str) for n in names)
 
 
-def test_incomplete_folder_names_the_missing_file(shared_cifar10):
+def test_incomplete_folder_names_the_missing_file(generated_cifar10, tmp_path):
+    folder = incomplete_folder(generated_cifar10, tmp_path / "cifar-10-batches-py")
     with pytest.raises(FileNotFoundError, match="data_batch_2: no such file"):
-        data.load_cifar(shared_cifar10)
-    images, labels = data.load_cifar(shared_cifar10, files=["data_batch_1"])
-    assert images.shape == (1017, 3, 32, 32) and len(labels) == 1017
+        data.load_cifar(folder)
+    images, labels = data.load_cifar(folder, files=["data_batch_1"])
+    assert images.shape == (40, 3, 32, 32) and len(labels) == 40
 
 
 @pytest.mark.parametrize("str_keys", [False, True])
-def test_complete_folder_both_key_styles(shared_cifar10, tmp_path, str_keys):
-    folder = data.make_cifar_sample(shared_cifar10, tmp_path, 60, 40, str_keys=str_keys)
+def test_complete_folder_both_key_styles(generated_cifar10, tmp_path, str_keys):
+    source = incomplete_folder(generated_cifar10, tmp_path / "source")  # 40 images
+    folder = data.make_cifar_sample(source, tmp_path, 10, 8, str_keys=str_keys)
     key = "data" if str_keys else b"data"
     assert key in trusted_load(os.path.join(folder, "data_batch_3"))
-    real, real_labels = data.load_batch(os.path.join(shared_cifar10, "data_batch_1"))
+    given, given_labels = data.load_batch(os.path.join(source, "data_batch_1"))
     images, labels = data.load_cifar(folder, train=True)
     test_images, test_labels = data.load_cifar(folder, train=False)
-    assert images.shape == (300, 3, 32, 32) and test_images.shape == (40, 3, 32, 32)
+    assert images.shape == (50, 3, 32, 32) and test_images.shape == (8, 3, 32, 32)
+    rows = np.arange(58) % 40  # in order, repeated when the source has too few
+    np.testing.assert_array_equal(images, given[rows[:50]])
+    np.testing.assert_array_equal(labels, given_labels[rows[:50]])
+    np.testing.assert_array_equal(test_images, given[rows[50:]])
+    assert data.cifar_class_names(folder) == data.cifar_class_names(source)
+
+
+def test_sample_of_the_real_files(shared_cifar10, tmp_path):
+    folder = data.make_cifar_sample(shared_cifar10, tmp_path, 60, 40)
+    real, real_labels = data.load_batch(os.path.join(shared_cifar10, "data_batch_1"))
+    images, labels = data.load_cifar(folder, train=True)
+    test_images, _ = data.load_cifar(folder, train=False)
     np.testing.assert_array_equal(images, real[:300])
     np.testing.assert_array_equal(labels, real_labels[:300])
     np.testing.assert_array_equal(test_images, real[300:340])
     assert data.cifar_class_names(folder) == data.cifar_class_names(shared_cifar10)
 
 
-def cifar100_folder(tmp_path, real, real_labels):
+def cifar100_folder(tmp_path, given, given_labels):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
-    fine = (real_labels * 10 + np.arange(len(real_labels)) % 10).astype(int)
+    fine = (given_labels * 10 + np.arange(len(given_labels)) % 10).astype(int)
     for name, rows in (("train", slice(0, 80)), ("test", slice(80, 100))):
         write_pickle(str(folder / name), {
-            b"data": real[rows].reshape(-1, 3072), b"fine_labels": fine[rows].tolist(),
+            b"data": given[rows].reshape(-1, 3072), b"fine_labels": fine[rows].tolist(),
             b"coarse_labels": (fine[rows] // 5).tolist(), b"filenames": [b"x.png"] * 20}, 2)
     write_pickle(str(folder / "meta"), {
         "fine_label_names": [f"fine{i}" for i in range(100)],
@@ -81,11 +105,11 @@ def cifar100_folder(tmp_path, real, real_labels):
     return str(folder), fine
 
 
-def test_cifar100_fine_and_coarse(shared_cifar10, tmp_path):
-    real, real_labels = data.load_batch(os.path.join(shared_cifar10, "data_batch_1"))
-    folder, fine = cifar100_folder(tmp_path, real, real_labels)
+def test_cifar100_fine_and_coarse(generated_cifar10, tmp_path):
+    given, given_labels = data.load_cifar(generated_cifar10)
+    folder, fine = cifar100_folder(tmp_path, given, given_labels)
     images, labels = data.load_cifar(folder)
-    np.testing.assert_array_equal(images, real[:80])
+    np.testing.assert_array_equal(images, given[:80])
     np.testing.assert_array_equal(labels, fine[:80])
     _, coarse = data.load_cifar(folder, train=False, label_mode="coarse")
     np.testing.assert_array_equal(coarse, fine[80:100] // 5)
@@ -110,8 +134,8 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.parametrize("cut", [0, 100, 0.5])
-def test_truncated_file(shared_cifar10, tmp_path, cut):
-    raw = open(os.path.join(shared_cifar10, "data_batch_1"), "rb").read()
+def test_truncated_file(generated_cifar10, tmp_path, cut):
+    raw = open(os.path.join(generated_cifar10, "data_batch_1"), "rb").read()
     path = tmp_path / "data_batch_1"
     path.write_bytes(raw[:int(len(raw) * cut) if isinstance(cut, float) else cut])
     with pytest.raises(ValueError, match=f"{path}: corrupt or truncated pickle") as err:
@@ -196,14 +220,14 @@ def test_object_arrays_are_refused(tmp_path):
 
 # --- statistics and the 45k/5k split ----------------------------------------------------
 
-def test_mean_std_per_channel(shared_cifar10):
-    images, _ = data.load_batch(os.path.join(shared_cifar10, "data_batch_1"))
+def test_mean_std_per_channel(generated_cifar10):
+    images, _ = data.load_cifar(generated_cifar10)
     mean, std = data.cifar_mean_std(images, chunk=100)
     x = images.astype(np.float64)
     np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(std, x.std(axis=(0, 2, 3)), rtol=1e-5)
     assert mean.dtype == std.dtype == np.float32 and mean.shape == (3,)
-    assert 100 < mean.min() and mean.max() < 140  # pixel units 0..255
+    assert 20 < mean.min() and mean.max() < 235  # pixel units 0..255
 
 
 def test_train_val_split_is_the_papers_45k_5k():

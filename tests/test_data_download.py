@@ -51,10 +51,10 @@ def md5(path):
 
 
 @pytest.fixture
-def archive(shared_cifar10, server, tmp_path):
+def archive(server, tmp_path):
     """A small official-layout CIFAR-10 archive on the server; (url, md5, source folder)."""
     base, www, _ = server
-    folder = data.make_cifar_sample(shared_cifar10, tmp_path / "build", 20, 20)
+    folder = data.make_synthetic_cifar(str(tmp_path / "build"), train_per_batch=20, test_size=20)
     with tarfile.open(www / ARCHIVE, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
     return f"{base}/{ARCHIVE}", md5(www / ARCHIVE), folder

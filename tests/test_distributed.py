@@ -11,7 +11,8 @@ import pytest
 from common import checkpoint as ckpt
 from common import launch
 from common.mx import mx
-from tests.train_support import ROOT, run_script, small_cifar
+from data.synthetic import make_synthetic_cifar
+from tests.train_support import ROOT, run_script
 
 
 def run_job(argv, timeout=240):
@@ -30,9 +31,9 @@ def run_job(argv, timeout=240):
     return proc.returncode, out
 
 
-def test_dist_sync_workers_end_with_identical_parameters(shared_cifar10, tmp_path):
+def test_dist_sync_workers_end_with_identical_parameters(tmp_path):
     # 205 images: the two workers get 103 and 102, i.e. 6 batches of 16 each
-    data_dir = small_cifar(shared_cifar10, tmp_path / "cifar", train_per_batch=41, test_size=40)
+    data_dir = make_synthetic_cifar(str(tmp_path / "cifar"), train_per_batch=41, test_size=40)
     out = str(tmp_path / "run")
     code, log = run_job(["-n", "2", "-s", "1", "--launcher", "local", "--timeout", "200",
                          sys.executable, "train_cifar.py", "--kv-store", "dist_sync",

@@ -66,9 +66,9 @@ SMALL = ["--batch-size", "40", "--no-plots"]
 
 
 @pytest.fixture
-def small_cifar(shared_cifar10, tmp_path):
-    from tests.train_support import small_cifar
-    return small_cifar(shared_cifar10, tmp_path / "cifar", train_per_batch=16, test_size=40)
+def small_cifar(tmp_path):
+    from data.synthetic import make_synthetic_cifar
+    return make_synthetic_cifar(str(tmp_path / "cifar"), train_per_batch=16, test_size=40)
 
 
 def test_budget_table_runs_end_to_end(small_cifar, tmp_path):

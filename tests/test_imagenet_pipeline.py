@@ -1,4 +1,4 @@
-"""ImageNet pipeline end to end: real CIFAR images upscaled to JPEG, packed, read back."""
+"""ImageNet pipeline end to end: CIFAR images upscaled to JPEG, packed, read back."""
 import io
 import os
 
@@ -14,13 +14,9 @@ CLASSES, PER_CLASS, SIZE = 3, 4, (80, 64)  # 12 images of 80x64 (width x height)
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """class0..class2 with four real CIFAR-10 images each, upscaled and saved as JPEG."""
-    source = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                          "cifar-10-batches-py", "data_batch_1")
-    if not os.path.isfile(source):
-        pytest.skip(f"real CIFAR-10 sample not found at {os.path.normpath(source)}")
-    images, labels = data.load_batch(source)
+def image_folder(generated_cifar10, tmp_path_factory):
+    """class0..class2 with four generated CIFAR-10 images each, upscaled and saved as JPEG."""
+    images, labels = data.load_batch(os.path.join(generated_cifar10, "data_batch_1"))
     root = tmp_path_factory.mktemp("images")
     for c in range(CLASSES):
         (root / f"class{c}").mkdir()

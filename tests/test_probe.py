@@ -154,12 +154,12 @@ def test_parse_variants_with_shortcut_settings():
         ("full_preact", "constant_scaling", {"scale": 0.8, "scale_residual": False})]
 
 
-def test_cli_on_real_cifar_with_checkpoint(shared_cifar10, tmp_path, capsys):
+def test_cli_on_cifar_with_checkpoint(generated_cifar10, tmp_path, capsys):
     symbol = symbols.get_symbol(10, 20, (3, 32, 32), widths=WIDTHS)
     arg, aux = probe.init_params(symbol, (4, 3, 32, 32), seed=5)
     mx.model.save_checkpoint(str(tmp_path / "r"), 1, symbol, arg, aux)
     code = probe.main(["--num-layers", "20", "--widths", "4,8,16", "--batch-size", "4",
-                       "--variants", "full_preact:identity", "--data-dir", shared_cifar10,
+                       "--variants", "full_preact:identity", "--data-dir", generated_cifar10,
                        "--checkpoint", str(tmp_path / "r-0001.params"),
                        "--out", str(tmp_path / "cli")])
     assert code == 0

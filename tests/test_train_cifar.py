@@ -1,5 +1,5 @@
-"""train_cifar.py end to end on images of the real CIFAR-10 sample: the loss drops, the run
-directory is complete, kill -9 + --resume equals an uninterrupted run, NaN stops the run,
+"""train_cifar.py end to end on a generated CIFAR-10 folder (and, where it exists, on images of
+the real sample): the loss drops, the run directory is complete, kill -9 + --resume equals an uninterrupted run, NaN stops the run,
 bad flags fail in one line, export and predict, the synthetic benchmark."""
 import json
 import os
@@ -16,17 +16,15 @@ import train_cifar
 from common import checkpoint as ckpt
 from common.cli import run_main
 from common.mx import mx
-from tests.conftest import SHARED_CIFAR
 from tests.train_support import ROOT, TINY, run_script, small_cifar
 
 TIMINGS = ("epoch_seconds", "samples_per_sec")
 
 
 @pytest.fixture(scope="module")
-def cifar(tmp_path_factory):
-    if not os.path.isfile(os.path.join(SHARED_CIFAR, "data_batch_1")):
-        pytest.skip(f"real CIFAR-10 sample not found at {os.path.normpath(SHARED_CIFAR)}")
-    return small_cifar(SHARED_CIFAR, tmp_path_factory.mktemp("cifar"))
+def cifar(generated_cifar10):
+    """200 training images (5 x 40) and 60 test images."""
+    return generated_cifar10
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +77,15 @@ def test_short_run_lowers_the_loss_and_writes_the_run_directory(run3):
     assert "stage1_unit1_conv1_weight" in arg and aux
     # the network as built, not the fused one trained on the CPU (symbols.fusion)
     assert "BatchNormWithReLU" not in sym.tojson() and "BatchNorm" in sym.tojson()
+
+
+def test_short_run_on_real_images_lowers_the_loss(shared_cifar10, tmp_path):
+    """Real-image layer: the same 3-epoch run on 200 images of the real sample."""
+    cifar = small_cifar(shared_cifar10, tmp_path / "cifar")
+    records = train_cifar.main(["--data-dir", cifar, "--output-dir", str(tmp_path / "run"),
+                                "--num-epochs", "3"] + TINY)
+    assert records[-1]["train_loss"] < records[0]["train_loss"] < 2 * np.log(10)
+    assert records[-1]["train_loss"] < np.log(10)
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(cifar, tmp_path):

@@ -1,4 +1,4 @@
-"""train_imagenet.py: the paper's defaults, and one epoch on RecordIO files of real images."""
+"""train_imagenet.py: the paper's defaults, and one epoch on RecordIO files of JPEG images."""
 import json
 import os
 
@@ -21,9 +21,9 @@ def test_defaults_are_the_papers_recipe():
 
 
 @pytest.fixture
-def recs(shared_cifar10, tmp_path):
-    """train/val RecordIO of 3 classes x 8 real CIFAR images upscaled to 56x56 JPEGs."""
-    images, labels = data.load_batch(os.path.join(shared_cifar10, "data_batch_1"))
+def recs(generated_cifar10, tmp_path):
+    """train/val RecordIO of 3 classes x 8 generated CIFAR images upscaled to 56x56 JPEGs."""
+    images, labels = data.load_cifar(generated_cifar10)
     folder = tmp_path / "images"
     for c in range(3):
         (folder / f"class{c}").mkdir(parents=True)
