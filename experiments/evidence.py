@@ -2,16 +2,17 @@
 
     python3 -m experiments findings --list
     python3 -m experiments findings --data-dir DIR --out OUT [--only F1,F3] [--seeds N]
-        [--quick]
+        [--quick] [--jobs 2 | --launcher slurm ...]
 
-Every finding's rows train on the same fixed split of the training files (``--validation
--images`` held out, stratified by class), with the paper's recipe scaled to the epochs in
+Every finding's rows train on the same fixed split of the training files (1,000 images
+held out, stratified by class), with the paper's recipe scaled to the epochs in
 the registry: NAG, momentum 0.9, weight decay 1e-4, batch 128, lr 0.1 divided by 10 at 1/2
 and 3/4 of the run, and the paper's warm-up (400 of 64k iterations at lr 0.01) scaled
 likewise where the paper used one. Seed k is the same for every row (initialisation, order
 and augmentation), so seeds pair across rows. Runs live in ``OUT/runs/<row>/seed<k>``
 (shared by findings that train the same network the same way; an interrupted run resumes,
-finished ones are skipped); gradient-flow measurements in ``OUT/probe``. Writes
+finished ones are skipped), launched as ``experiments.launch`` says (``--jobs``,
+``--launcher slurm``, ...); gradient-flow measurements in ``OUT/probe``. Writes
 ``OUT/findings.json``, ``OUT/findings.md`` and ``OUT/figures/<id>.png|pdf``.
 """
 import json
@@ -20,12 +21,12 @@ import re
 import statistics
 import sys
 
-from common.checkpoint import list_checkpoints, read_metrics
+from common.checkpoint import read_metrics
 from common.cli import UsageError, run_main
 from common.files import write_json, write_text
 from experiments import findings as registry
 from experiments.presets import RECIPE
-from experiments.runner import is_done, run_one
+from experiments.launch import is_done
 
 VALIDATION_IMAGES = 1000
 PAPER_ITERATIONS, PAPER_WARMUP = RECIPE["num_iterations"], RECIPE["warmup_iterations"]
@@ -100,8 +101,6 @@ def train_command(row, protocol, scale, run_dir, data_dir, seed):
         cmd += ["--shortcut-param", f"{name}={value}"]
     if scale.num_examples:
         cmd += ["--num-examples", str(scale.num_examples)]
-    if list_checkpoints(run_dir):
-        cmd.append("--resume")
     return cmd
 
 
@@ -110,12 +109,19 @@ def run_dir(out_dir, finding, row, scale, seed):
     return os.path.join(out_dir, kind, row_key(row, finding.protocol, scale), f"seed{seed}")
 
 
-def run_training(finding, out_dir, data_dir, scale, seeds, log=print):
-    """Train every seed of every row of ``finding`` that has not finished."""
-    for row in finding.rows:
-        for seed in range(seeds):
-            path = run_dir(out_dir, finding, row, scale, seed)
-            run_one(train_command(row, finding.protocol, scale, path, data_dir, seed), path, log)
+def training_runs(findings, out_dir, data_dir, scale, seeds):
+    """[(run dir, train command)] of every seed of every row of the training ``findings``,
+    each run once however many findings share it."""
+    runs = {}
+    for finding in findings:
+        if finding.protocol.kind != "train":
+            continue
+        for row in finding.rows:
+            for seed in range(seeds):
+                path = run_dir(out_dir, finding, row, scale, seed)
+                runs.setdefault(path, train_command(row, finding.protocol, scale, path,
+                                                    data_dir, seed))
+    return list(runs.items())
 
 
 def training_numbers(path):
@@ -279,16 +285,27 @@ def finding_record(finding, out_dir, scale, seeds):
             "quick": scale.quick}, measured
 
 
-def fmt(value, digits=2):
-    return "-" if value is None else f"{value:.{digits}f}"
+def fmt(value, digits=3):
+    """``value`` with ``digits`` decimals, or ``digits`` significant digits where it is
+    very large or small; '-' for None."""
+    if value is None:
+        return "-"
+    if value and not 1e-2 <= abs(value) < 1e4:
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
+
+
+def cell(text):
+    """``text`` safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|")
 
 
 def comparison_line(c):
     low, high = c["ci95"]
-    interval = "" if low is None else f" [{fmt(low, 3)}, {fmt(high, 3)}]"
+    interval = "" if low is None else f" [{fmt(low)}, {fmt(high)}]"
     seeds = f"{c['holds']} of {len(c['seeds'])}"
-    return (f"| {c['claim']} | {registry.METRICS[c['metric']]} | "
-            f"{fmt(c['mean_difference'], 3)}{interval} | {seeds} | **{c['verdict']}** |")
+    return (f"| {cell(c['claim'])} | {cell(registry.METRICS[c['metric']])} | "
+            f"{fmt(c['mean_difference'])}{interval} | {seeds} | **{c['verdict']}** |")
 
 
 def markdown(records, scale, seeds):
@@ -319,12 +336,11 @@ def markdown(records, scale, seeds):
             lines.append(f"Protocol: {p['what']}, batch {p['batch']}; depths "
                          + ", ".join(f"{n} {d}" for n, d in p["depths"].items()) + ".")
         metrics = list(next(iter(r["numbers"]["rows"].values())))
-        lines += ["", "| row | " + " | ".join(f"{registry.METRICS[m]}, mean ± std"
+        lines += ["", "| row | " + " | ".join(f"{cell(registry.METRICS[m])}, mean ± std"
                                                   for m in metrics) + " | seeds |",
                   "|---|" + "---|" * (len(metrics) + 1)]
         for name, values in r["numbers"]["rows"].items():
-            cells = [f"{fmt(values[m]['mean'], 3)} ± {fmt(values[m]['std'], 3)}"
-                     for m in metrics]
+            cells = [f"{fmt(values[m]['mean'])} ± {fmt(values[m]['std'])}" for m in metrics]
             lines.append(f"| {name} | " + " | ".join(cells) +
                          f" | {len(r['seeds_measured'][name])} |")
         lines += ["", "| expected | metric | difference [95 % CI] | holds in | verdict |",
@@ -349,9 +365,15 @@ def draw(finding, out_dir, scale, seeds, measured):
     return plot_seeded_runs(groups, prefix, train_key=metric, title=title)
 
 
-def run_findings(data_dir, out_dir, only=None, seeds=3, quick=False, log=print):
-    """Run (or resume) the findings, then write findings.json, findings.md and figures."""
+def run_findings(data_dir, out_dir, only=None, seeds=3, quick=False, launch_args=None,
+                 log=print):
+    """Run (or resume) the findings, then write findings.json, findings.md and figures.
+
+    The gradient-flow probes run here; the training runs go through
+    :func:`experiments.launch.launch` as ``launch_args`` say (default: one at a time here;
+    with Slurm this returns once they are submitted, and reports what has finished)."""
     from data import cifar_folder, load_cifar
+    from experiments.launch import describe_status, launch, parse_launch_args
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     selected = registry.get_findings(only)
@@ -361,8 +383,13 @@ def run_findings(data_dir, out_dir, only=None, seeds=3, quick=False, log=print):
     if quick:
         log(QUICK_WARNING)
     for finding in selected:
-        runner = run_probe if finding.protocol.kind == "probe" else run_training
-        runner(finding, out_dir, data_dir, scale, seeds, log)
+        if finding.protocol.kind == "probe":
+            run_probe(finding, out_dir, data_dir, scale, seeds, log)
+    failures = launch(training_runs(selected, out_dir, data_dir, scale, seeds),
+                      launch_args or parse_launch_args(), log,
+                      slurm_folder=os.path.join(out_dir, "slurm"))
+    for f in failures:
+        log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
     records = []
     for finding in selected:
         record, measured = finding_record(finding, out_dir, scale, seeds)
@@ -384,6 +411,7 @@ def list_findings():
 
 def parse_args(argv=None):
     from common.args import Parser
+    from experiments.launch import add_launch_args
     p = Parser(prog="python -m experiments findings",
                description="Measure the papers' findings on CIFAR-10 and judge them.")
     p.add_argument("--list", action="store_true", help="list the findings and exit")
@@ -392,6 +420,7 @@ def parse_args(argv=None):
     p.add_argument("--only", help="comma-separated findings to run, e.g. F1,F3")
     p.add_argument("--seeds", type=int, default=3, help="seeds per row (default 3)")
     p.add_argument("--quick", action="store_true", help=QUICK_WARNING)
+    add_launch_args(p)
     args = p.parse_args(argv)
     if not args.list and not (args.data_dir and args.out):
         p.error("give --data-dir and --out (or --list)")
@@ -405,7 +434,7 @@ def main(argv=None):
     only = args.only.split(",") if args.only else None
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    records = run_findings(args.data_dir, args.out, only, args.seeds, args.quick)
+    records = run_findings(args.data_dir, args.out, only, args.seeds, args.quick, args)
     for r in records:
         print(f"{r['id']}: {r['verdict']}")
     print(f"wrote {os.path.join(args.out, 'findings.md')}")
