@@ -69,7 +69,7 @@ FINDINGS = [
             "deeper ResNet does not (original units, option A).",
             [row("plain-20", 20, **PLAIN), row("plain-56", 56, **PLAIN),
              row("ResNet-20", 20, projection="A"), row("ResNet-56", 56, projection="A")],
-            Protocol("train", 6, warmup=False),
+            Protocol("train", 5, warmup=False),
             [lower("plain-20", "plain-56", "train_error", "plain-56 trains to a higher error "
                    "than plain-20"),
              not_worse("ResNet-56", "ResNet-20", "train_error", "ResNet-56 trains to an error "
