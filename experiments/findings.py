@@ -67,12 +67,12 @@ FINDINGS = [
             "He et al. 2015, Sec. 4.2, Fig. 6 (CIFAR-10); Fig. 4 and Table 2 (ImageNet)",
             "The deeper plain net has higher training error than the shallower one, while the "
             "deeper ResNet does not (original units, option A).",
-            [row("plain-20", 20, **PLAIN), row("plain-56", 56, **PLAIN),
-             row("ResNet-20", 20, projection="A"), row("ResNet-56", 56, projection="A")],
+            [row("plain-20", 20, **PLAIN), row("plain-44", 44, **PLAIN),
+             row("ResNet-20", 20, projection="A"), row("ResNet-44", 44, projection="A")],
             Protocol("train", 5, warmup=False),
-            [lower("plain-20", "plain-56", "train_error", "plain-56 trains to a higher error "
+            [lower("plain-20", "plain-44", "train_error", "plain-44 trains to a higher error "
                    "than plain-20"),
-             not_worse("ResNet-56", "ResNet-20", "train_error", "ResNet-56 trains to an error "
+             not_worse("ResNet-44", "ResNet-20", "train_error", "ResNet-44 trains to an error "
                        "no higher than ResNet-20's")]),
     Finding("F2", "Identity shortcuts ease optimisation the most",
             "He et al. 2016, Table 1 and Fig. 3 (ResNet-110, original units)",
