@@ -19,7 +19,8 @@ setup(
     extras_require={
         "cpu": ["mxnet==1.9.1"],
         "gpu": ["mxnet-cu112==1.9.1"] + CUDA11,
-        "test": ["pytest>=7", "mxnet==1.9.1"],
+        "slurm": ["submitit>=1.5"],
+        "test": ["pytest>=7", "mxnet==1.9.1", "submitit>=1.5"],
     },
     entry_points={"console_scripts": [
         "resnet-train-cifar=train_cifar:main",

@@ -77,7 +77,7 @@ def parse_launch_args(argv=()):
     return parser.parse_args(list(argv))
 
 
-def launch(runs, args, log=print):
+def launch(runs, args, log=print, slurm_folder=None):
     """Train every unfinished run of ``runs`` ([(run_dir, command)]) as ``args`` (the
     parsed launch flags) say.
 
@@ -86,11 +86,12 @@ def launch(runs, args, log=print):
     [{"run_dir", "status", "last_line"}] (``status``: the exit status, negative for a
     signal); the other runs go on after a failure. On Ctrl-C every child is stopped, their
     checkpoints are left as they are, and KeyboardInterrupt is raised again. With Slurm,
-    returns [] once the jobs are submitted.
+    returns [] once the jobs are submitted (submitit's files go to ``slurm_folder``,
+    default: ``slurm/`` beside the runs).
     """
     check_launch_args(args)
     if args.launcher == "slurm":
-        submit_slurm(runs, args, log)
+        submit_slurm(runs, args, log, slurm_folder)
         return []
     return run_local(runs, args, log)
 

@@ -191,7 +191,8 @@ def run_table(table, out_dir, data_dir, rows=None, repeats=1, budget=None,
     write_json(os.path.join(out_dir, PLAN),
                {"table": table, "rows": [p.name for p in presets], "repeats": repeats,
                 "budget": budget, "runs": [os.path.relpath(d, out_dir) for d, _ in runs]})
-    failures = launch(runs, launch_args or parse_launch_args(), log)
+    failures = launch(runs, launch_args or parse_launch_args(), log,
+                      slurm_folder=os.path.join(out_dir, "slurm"))
     for f in failures:
         log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
     return summarize(table, presets, out_dir, repeats, budget)
