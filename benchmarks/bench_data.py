@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.cli import run_main  # noqa: E402
+from common.cpu import physical_cores, this_cpu  # noqa: E402
 from common.fit import initializer  # noqa: E402
 from common.mx import mx  # noqa: E402
 import data  # noqa: E402
@@ -127,6 +128,7 @@ def real_batches(it):
 def main(argv=None):
     args = parse_args(argv)
     images, labels, source = training_images(args.images)
+    print(f"machine: {this_cpu().label(physical_cores())}")
     print(f"MXNet {mx.__version__}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load average {os.getloadavg()[0]:.2f}")

@@ -1,13 +1,14 @@
 """Where a CPU training batch's time goes: oneDNN's own timing of every primitive.
 
-    python3 benchmarks/bench_ops.py --depth 20 --batches 7
+    python3 benchmarks/bench_ops.py --depth 20 --batches 7 [--dtype bfloat16]
 
 Runs the project's training step (``fit.create_module``: NAG, batch 128, synthetic data,
-the BatchNorm-ReLU fusion unless ``--no-fusion``) in a child process under
-``DNNL_VERBOSE=1`` and sums, over the timed batches, the time oneDNN reports for each
-primitive kind and pass. Convolutions are split into forward, backward-data and
-backward-weights passes, each with its GFLOP/s, from the shapes oneDNN prints, against
-the FP32 peak of ``bench_train.cpu_info``. The batch's wall time in the same child is
+the BatchNorm-ReLU fusion unless ``--no-fusion``, in float32 or, on a CPU with native
+bfloat16, in bfloat16) in a child process under ``DNNL_VERBOSE=1`` and sums, over the
+timed batches, the time oneDNN reports for each primitive kind and pass. Convolutions
+are split into forward, backward-data and backward-weights passes, each with its
+GFLOP/s, from the shapes oneDNN prints, against the peak of the precision measured by
+``benchmarks.machine`` (printed first, with the CPU). The batch's wall time in the same child is
 printed beside oneDNN's total: the difference is what runs outside oneDNN (MXNet's own
 operators such as the optimizer update, the engine, Python). The FLOP of the forward
 convolutions is checked against the network's multiply-adds.
@@ -23,6 +24,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from common.cli import UsageError, run_main  # noqa: E402
+from common.cpu import check_dtype  # noqa: E402
 
 START, END = "bench_ops: timed batches start", "bench_ops: timed batches end"
 
@@ -71,7 +73,8 @@ def child(opts):
     import symbols
     from benchmarks import bench_train
     from common import fit
-    args = bench_train.project_args(opts.depth, opts.batch_size, fusion=not opts.no_fusion)
+    args = bench_train.project_args(opts.depth, opts.batch_size, dtype=opts.dtype,
+                                    fusion=not opts.no_fusion)
     symbol = fit.build_symbol(args)
     data = fit.SyntheticIter(10, (opts.batch_size, 3, 32, 32), opts.batches)
     mod = bench_train.project_module(args, symbol, data, fit.get_contexts(args))
@@ -87,7 +90,8 @@ def run_child(opts):
     """(oneDNN lines of the timed batches, their wall seconds, the network's forward
     multiply-adds per image) from a child process under DNNL_VERBOSE."""
     argv = [sys.executable, os.path.abspath(__file__), "--child", "--depth", str(opts.depth),
-            "--batch-size", str(opts.batch_size), "--batches", str(opts.batches)]
+            "--batch-size", str(opts.batch_size), "--batches", str(opts.batches),
+            "--dtype", opts.dtype]
     env = dict(os.environ, DNNL_VERBOSE="1")
     out = subprocess.run(argv + (["--no-fusion"] if opts.no_fusion else []), env=env,
                          capture_output=True, text=True)
@@ -104,7 +108,9 @@ def run_child(opts):
 
 
 def report(rows, seconds, macs, opts, peak_gflops):
-    """The table: ms per batch, share of oneDNN's total, GFLOP/s and share of the peak."""
+    """The table: ms per batch, share of oneDNN's total, GFLOP/s and share of the peak
+    (nan where ``peak_gflops`` is None: no peak could be measured)."""
+    peak_gflops = peak_gflops or float("nan")
     per_batch = {name: (ms / opts.batches, flop / opts.batches, calls / opts.batches)
                  for name, (ms, flop, calls) in rows.items()}
     total = sum(ms for ms, _, _ in per_batch.values())
@@ -135,12 +141,13 @@ def parse_args(argv=None):
     p.add_argument("--batches", type=int, default=7, help="timed batches")
     p.add_argument("--no-fusion", action="store_true",
                    help="BatchNorm and ReLU as separate operators")
-    p.add_argument("--fma-units", type=int, default=2,
-                   help="FMA units per core for the peak (2 on Haswell/Zen 2 and later)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: on a CPU with native bfloat16 (AVX512_BF16 or AMX)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if min(opts.batch_size, opts.batches) < 1:
         raise UsageError("--batch-size and --batches must be >= 1")
+    check_dtype(opts.dtype)
     return opts
 
 
@@ -148,7 +155,7 @@ def main(argv=None):
     opts = parse_args(argv)
     if opts.child:
         return child(opts)
-    from benchmarks.bench_train import cpu_info
+    from benchmarks.machine import header_lines, machine_info
     from common.mx import mx
     if not mx.runtime.Features().is_enabled("MKLDNN"):
         raise UsageError("this MXNet build has no MKL-DNN (oneDNN): nothing to time")
@@ -156,11 +163,13 @@ def main(argv=None):
     rows = parse_verbose(lines)
     if not rows:
         raise UsageError("oneDNN printed no timings (DNNL_VERBOSE had no effect)")
-    cpu = cpu_info(opts.fma_units)
-    print(f"ResNet-{opts.depth}, batch {opts.batch_size}, {opts.batches} batches, "
-          f"BatchNorm-ReLU fusion {'off' if opts.no_fusion else 'on'}, "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}\nFP32 peak: {cpu['formula']}")
-    print("\n".join(report(rows, seconds, macs, opts, cpu["peak_gflops"])))
+    machine = machine_info()
+    print("\n".join(header_lines(machine)))
+    print(f"ResNet-{opts.depth}, {opts.dtype}, batch {opts.batch_size}, {opts.batches} "
+          f"batches, BatchNorm-ReLU fusion {'off' if opts.no_fusion else 'on'}, "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    peak = machine["peaks"].get(opts.dtype, {}).get("gflops")
+    print("\n".join(report(rows, seconds, macs, opts, peak)))
     return 0
 
 

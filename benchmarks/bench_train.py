@@ -1,8 +1,11 @@
 """Training and inference speed of the CIFAR ResNets on this machine, against PyTorch.
 
     python3 benchmarks/bench_train.py --depths 20,56,110,164 --repeats 5
+    python3 benchmarks/bench_train.py --dtypes float32,bfloat16     # a CPU with native bf16
 
-For every network, at batch 128, alternating within each repeat:
+It first prints the machine (``benchmarks.machine``): CPU model, instruction sets, the
+clock its cores run at and its peaks, measured. Then, for every network and precision of
+``--dtypes``, at batch 128, alternating within each repeat:
 - real: the project's training loop (``common.fit.train_epoch``: Module update, loss and
   accuracy on the device, progress, loss checks) over the augmenting ``CifarIter``, fed
   with the CIFAR-10 sample beside the checkout tiled to the batches needed;
@@ -11,29 +14,28 @@ For every network, at batch 128, alternating within each repeat:
 - unfused (CPU): the bare loop with BatchNorm and ReLU as separate operators
   (``--no-fusion``), to price the fusion of ``symbols.fusion``;
 - torch: the same network in PyTorch eager (``peer_torch``, parameter shapes asserted
-  equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors, in the
-  fastest settings found (the fused SGD; channels-last on the CPU);
+  equal), SGD with Nesterov momentum, loss and accuracy sums kept as tensors, in the same
+  precision (autocast for float16 and bfloat16) and the fastest settings found (the
+  fused SGD; channels-last on the CPU);
 - torch_defaults: the same in PyTorch's defaults (NCHW, SGD looping over parameters).
-Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the FP32 peak
-of the CPU at the clock its cores are measured to run at; the time of a checkpoint
-against an epoch of 50k images; inference images/s of the network exported by
-``common.predict``; peak RSS of each network, fused and unfused (and of R-1001 with and
-without memory mirroring) in subprocesses; a linear fit of time per image against depth.
+Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the peak of the
+precision (the FMA loop's for float32, the bfloat16 dot product's for bfloat16) measured
+on all cores after the network's runs; the time of a checkpoint against an epoch of 50k
+images; inference images/s of the network exported by ``common.predict`` (float32);
+peak RSS of each float32 network, fused and unfused (and of R-1001 with and without
+memory mirroring) in subprocesses; a linear fit of time per image against depth.
 Speeds are medians of the repeats; ratios are medians of the ratios within a repeat.
+bfloat16 on a CPU without native bfloat16 is skipped, in one line that says why.
 
 With ``--gpus`` the same runs on GPU contexts, in each of ``--dtypes``.
 """
 import argparse
-import ctypes
 import json
-import mmap
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,104 +46,18 @@ import numpy as np  # noqa: E402
 
 from common.cli import UsageError, run_main  # noqa: E402
 from common.files import write_json  # noqa: E402
-from common.mx import mx, physical_cores  # noqa: E402
+from benchmarks.machine import (header_lines, machine_info, measure_clock_ghz,  # noqa: E402
+                                measure_peaks)
+from common.cpu import bfloat16_missing, physical_cores, this_cpu  # noqa: E402
+from common.mx import mx  # noqa: E402
 
 SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
+DTYPES = ("float32", "float16", "bfloat16")
 EPOCH_IMAGES = 50000  # a CIFAR training epoch, to price a checkpoint against
 DISP_BATCHES = 20  # train_cifar.py's default --disp-batches
 
 
 # -- the machine ----------------------------------------------------------------------
-
-def simd_lanes(flags):
-    """FP32 lanes of the widest fused multiply-add the CPU flags announce."""
-    if "avx512f" in flags:
-        return 16
-    if "fma" in flags and "avx2" in flags:
-        return 8
-    return 4  # SSE: a multiply and an add, counted as one FMA
-
-
-def peak_gflops(cores, fma_units, lanes, ghz):
-    """FP32 peak: each core completes ``fma_units`` FMAs of ``lanes`` floats (2 FLOPs
-    per lane) every cycle."""
-    return cores * fma_units * lanes * 2 * ghz
-
-
-# x86-64: xor rax,rax; loop: 8 x add rax,rax; dec rdi; jnz loop; ret. The adds depend
-# on each other, one cycle each, so a loop turn takes 8 cycles.
-ADD_CHAIN = bytes.fromhex("4831c0" + "4801c0" * 8 + "48ffcf" + "75e3" + "c3")
-
-
-def measure_clock_ghz(threads, seconds=0.3):
-    """The clock the cores run at while all ``threads`` are busy, in GHz: the median over
-    threads of (8 x loop turns) / time of the dependent-add chain above. None where it
-    cannot run (not x86-64 Linux, or executable memory refused)."""
-    if platform.machine() not in ("x86_64", "AMD64") or not hasattr(mmap, "PROT_EXEC"):
-        return None
-    try:
-        code = mmap.mmap(-1, mmap.PAGESIZE,
-                         prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    except (OSError, ValueError):
-        return None
-    code.write(ADD_CHAIN)
-    chain = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(
-        ctypes.addressof(ctypes.c_char.from_buffer(code)))  # ctypes drops the GIL in calls
-    tic = time.perf_counter()
-    chain(10 ** 6)
-    turns = int(10 ** 6 * seconds / max(time.perf_counter() - tic, 1e-6))
-    ghz = []
-
-    def run():
-        start = time.perf_counter()
-        chain(turns)
-        ghz.append(8 * turns / (time.perf_counter() - start) / 1e9)
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return statistics.median(ghz)
-
-
-def reported_clock_ghz(cpuinfo_mhz):
-    """(GHz, source) that the kernel reports: cpufreq's maximum, else /proc/cpuinfo."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
-            return int(f.read()) / 1e6, "cpufreq maximum"
-    except (OSError, ValueError):
-        return (cpuinfo_mhz or 0) / 1e3, "/proc/cpuinfo cpu MHz"
-
-
-def cpu_info(fma_units=2):
-    """Model, physical cores, FMA lanes, clock and FP32 peak of this machine: flags from
-    /proc/cpuinfo, the clock measured on all cores at once (``measure_clock_ghz``), or,
-    where it cannot be, the clock the kernel reports."""
-    info = {"model": "unknown", "flags": set(), "mhz": None}
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            key, _, value = (s.strip() for s in line.partition(":"))
-            if key == "model name":
-                info["model"] = value
-            elif key == "flags":
-                info["flags"] = set(value.split())
-            elif key == "cpu MHz" and info["mhz"] is None:
-                info["mhz"] = float(value)
-    cores, lanes = physical_cores(), simd_lanes(info["flags"])
-    reported, source = reported_clock_ghz(info["mhz"])
-    ghz = measure_clock_ghz(cores)
-    if ghz is None:
-        ghz = reported
-    else:
-        source = (f"measured with a dependent-add chain on {cores} cores at once; "
-                  f"{source} says {reported:.3f}")
-    peak = peak_gflops(cores, fma_units, lanes, ghz)
-    formula = (f"{cores} cores x {fma_units} FMA units x {lanes} FP32 lanes x 2 FLOP x "
-               f"{ghz:.3f} GHz ({source}) = {peak:.1f} GFLOP/s")
-    return {"model": info["model"], "cores": cores, "fma_units": fma_units, "lanes": lanes,
-            "ghz": ghz, "reported_ghz": reported, "peak_gflops": peak, "formula": formula}
-
 
 def load_average():
     """The 1, 5 and 15-minute load averages: how busy the machine was besides us."""
@@ -323,7 +239,7 @@ def peer(depth, symbol, batch_size, device, dtype="float32", tuned=True):
     if param_shapes(model) != ours:
         raise AssertionError(f"the PyTorch peer of ResNet-{depth} differs from ours in "
                              "its parameters")
-    step = make_trainer(model, amp=dtype == "float16", fused=tuned)
+    step = make_trainer(model, precision=dtype, fused=tuned)
     gen = torch.Generator().manual_seed(0)
     data = torch.randn(batch_size, 3, 32, 32, generator=gen).to(device)
     data = data.contiguous(memory_format=layout)
@@ -363,8 +279,8 @@ def bench_network(depth, opts, dtype, work_dir):
               "synthetic": lambda r: time_loop(mod, synthetic, r),
               "bare": lambda r: time_bare(mod, synthetic.batch, batches)}
     if fusion.can_fuse(contexts):  # the same bare loop without the BatchNorm-ReLU fusion
-        unfused = project_module(project_args(depth, opts.batch_size, fusion=False), symbol,
-                                 synthetic, contexts)
+        unfused = project_module(project_args(depth, opts.batch_size, dtype=dtype,
+                                              fusion=False), symbol, synthetic, contexts)
         timers["unfused"] = lambda r: time_bare(unfused, synthetic.batch, batches)
     device = None if opts.no_peer else torch_device(opts.gpus)
     if device is not None:
@@ -390,7 +306,10 @@ def bench_network(depth, opts, dtype, work_dir):
                                        ("real_vs_synthetic", "synthetic", "real"),
                                        ("bare_vs_synthetic", "synthetic", "bare"))
               if slow in seconds}
-    ghz = None if opts.gpus else measure_clock_ghz(physical_cores())  # the clock drifts
+    ghz = peak = None
+    if not opts.gpus:  # the clock drifts: it and the peak are measured after the runs
+        ghz = measure_clock_ghz(physical_cores())
+        peak = measure_peaks(this_cpu(), physical_cores()).get(dtype, {}).get("gflops")
     run_dir = os.path.join(work_dir, f"r{depth}-{dtype}")
     os.makedirs(run_dir)
     ckpt_s = checkpoint_seconds(mod, symbol, run_dir, 10)
@@ -399,7 +318,7 @@ def bench_network(depth, opts, dtype, work_dir):
               "batches": batches, "repeats": opts.repeats,
               "params": symbols.num_params(symbol, (3, 32, 32)), "macs": macs,
               "images_per_sec": speed, "speedup": paired, "checkpoint_s": ckpt_s, "ghz": ghz,
-              "gflops": speed["real"] * training_gflop(macs),
+              "peak_gflops": peak, "gflops": speed["real"] * training_gflop(macs),
               "inference_images_per_sec": inference_images_per_sec(
                   run_dir, contexts[0], opts.batch_size, 2 * batches, opts.repeats,
                   opts.wait_quiet)}
@@ -417,9 +336,9 @@ def overheads(record):
             "checkpoint_pct": 100 * record["checkpoint_s"] / epoch_s}
 
 
-def describe(record, cpu):
-    """One network's figures in a few lines; GFLOP/s against ``cpu``'s FP32 peak at the
-    clock measured after the network's runs (None on GPUs)."""
+def describe(record):
+    """One network's figures in a few lines; GFLOP/s against the peak of its precision
+    measured after the network's runs (none on GPUs)."""
     ips, over = record["images_per_sec"], overheads(record)
     lines = [f"ResNet-{record['depth']} {record['dtype']}: {record['params'] / 1e6:.3f}M "
              f"parameters, {record['macs'] / 1e6:.1f}M multiply-adds, batch "
@@ -433,19 +352,18 @@ def describe(record, cpu):
     if "fusion" in speedup:
         lines.append(f"  BatchNorm-ReLU fusion: bare loop {speedup['fusion']:.3f}x the unfused "
                      "one (likewise)")
-    share = ""
-    if cpu:
-        ghz = record["ghz"] or cpu["ghz"]
-        peak = peak_gflops(cpu["cores"], cpu["fma_units"], cpu["lanes"], ghz)
-        share = (f" = {100 * record['gflops'] / peak:.1f}% of the {peak:.1f} GFLOP/s peak "
-                 f"at {ghz:.3f} GHz, measured after its runs")
+    share, peak = "", record.get("peak_gflops")
+    if peak:
+        share = (f" = {100 * record['gflops'] / peak:.1f}% of the {peak:.1f} GFLOP/s "
+                 f"{record['dtype']} peak measured after its runs"
+                 + (f" (clock {record['ghz']:.3f} GHz)" if record["ghz"] else ""))
     lines.append(f"  achieved {record['gflops']:.1f} GFLOP/s{share}")
     lines.append(f"  real data at {over['real_vs_synthetic_pct']:.1f}% of synthetic speed; "
                  f"metric bookkeeping {over['bookkeeping_pct']:+.1f}%; checkpoint "
                  f"{record['checkpoint_s']:.3f} s = {over['checkpoint_pct']:.2f}% of a "
                  f"{EPOCH_IMAGES}-image epoch")
-    lines.append(f"  inference (exported network): {record['inference_images_per_sec']:.1f} "
-                 "images/s")
+    lines.append(f"  inference (exported float32 network): "
+                 f"{record['inference_images_per_sec']:.1f} images/s")
     return "\n".join(lines)
 
 
@@ -548,9 +466,8 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=SHARED_CIFAR,
                    help="folder with CIFAR-10 data_batch_* files (default: the shared sample)")
     p.add_argument("--gpus", help="run on these GPUs, e.g. 0 (default: the CPU)")
-    p.add_argument("--dtypes", default="float32", help="float32 and/or float16 (GPU only)")
-    p.add_argument("--fma-units", type=int, default=2,
-                   help="FMA units per core for the peak (2 on Haswell/Zen 2 and later)")
+    p.add_argument("--dtypes", default="float32", help="float32, float16 (GPUs) and/or "
+                   "bfloat16 (CPUs with AVX512_BF16 or AMX; skipped on others)")
     p.add_argument("--no-peer", action="store_true", help="skip PyTorch")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     p.add_argument("--mirror-depth", type=int, default=1001)
@@ -562,10 +479,13 @@ def parse_args(argv=None):
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     opts.dtypes = opts.dtypes.split(",")
-    if any(d not in ("float32", "float16") for d in opts.dtypes):
-        raise UsageError(f"--dtypes takes float32 and/or float16, got {','.join(opts.dtypes)}")
+    if any(d not in DTYPES for d in opts.dtypes):
+        raise UsageError(f"--dtypes takes {', '.join(DTYPES)}, got {','.join(opts.dtypes)}")
     if "float16" in opts.dtypes and not opts.gpus:
         raise UsageError("--dtypes float16 needs --gpus")
+    if "bfloat16" in opts.dtypes and opts.gpus:
+        raise UsageError("--dtypes bfloat16 is for CPUs with native bfloat16; on GPUs use "
+                         "float16")
     if min(opts.batch_size, opts.repeats, opts.batches or 1) < 1 or opts.mirror_batch < 0:
         raise UsageError("--batch-size, --repeats and --batches must be >= 1")
     if not opts.memory_child and not os.path.isdir(opts.data_dir):
@@ -580,27 +500,31 @@ def main(argv=None):
         depth, batch, framework, mirror = opts.memory_child.split(",")
         return memory_child(int(depth), int(batch), framework, mirror == "1", opts.gpus)
     opts.wait_quiet = QuietWaiter(opts.max_wait)
-    opts.wait_quiet()  # the clock is measured on idle cores
-    cpu = cpu_info(opts.fma_units)
-    print(f"{cpu['model']}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
-          f"MXNet {mx.__version__}; load average {load_average()}\n"
-          f"FP32 peak: {cpu['formula']}", flush=True)
+    opts.wait_quiet()  # the clock and the peaks are measured on idle cores
+    machine = machine_info()
+    print("\n".join(header_lines(machine)), flush=True)
+    print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; MXNet {mx.__version__}; load "
+          f"average {load_average()}", flush=True)
+    missing = None if opts.gpus else bfloat16_missing()
+    if "bfloat16" in opts.dtypes and missing:
+        print(f"bfloat16 skipped: {missing}", flush=True)
+        opts.dtypes = [d for d in opts.dtypes if d != "bfloat16"]
     records = []
     with tempfile.TemporaryDirectory(prefix="bench_train-") as work_dir:
         for dtype in opts.dtypes:
             for depth in opts.depths:
                 records.append(bench_network(depth, opts, dtype, work_dir))
-                print(describe(records[-1], None if opts.gpus else cpu), flush=True)
-    print("time per training image against depth (synthetic data):")
-    print("\n".join(depth_fit([r for r in records if r["dtype"] == opts.dtypes[0]])))
+                print(describe(records[-1]), flush=True)
+    if records:
+        print(f"time per training image against depth (synthetic data, {records[0]['dtype']}):")
+        print("\n".join(depth_fit([r for r in records if r["dtype"] == records[0]["dtype"]])))
     memory = []
     if not opts.no_memory:
         print("peak memory (one training batch, a fresh process each):", flush=True)
         memory = memory_lines(opts)
     print(f"{opts.wait_quiet.summary()}; load average at the end: {load_average()}")
     if opts.json:
-        write_json(opts.json, {"cpu": {k: v for k, v in cpu.items()}, "records": records,
-                               "memory": memory})
+        write_json(opts.json, {"machine": machine, "records": records, "memory": memory})
     return 0
 
 

@@ -6,6 +6,8 @@ first unit's BN-ReLU right after conv0 and one more before global pooling (Sec. 
 layer for layer what ``symbols`` builds, so the parameter counts are equal and the
 benchmark compares the two frameworks, not two networks.
 """
+import contextlib
+
 import torch
 from torch import nn
 
@@ -13,6 +15,7 @@ BN_MOMENTUM = 0.1  # Torch's convention; MXNet's momentum 0.9 is the same averag
 BN_EPS = 1e-5
 BASIC_WIDTHS = (16, 32, 64)
 BOTTLENECK_WIDTHS = (64, 128, 256)
+AUTOCAST = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def conv(cin, cout, kernel, stride=1):
@@ -88,22 +91,31 @@ def param_shapes(model):
     return sorted(tuple(p.shape) for p in model.parameters())
 
 
-def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, amp=False, fused=False):
+def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, precision="float32", fused=False):
     """A training step of ``model``: SGD with Nesterov momentum and weight decay, as the
-    project's default ``nag`` optimizer; ``amp``: float16 autocast with loss scaling (GPU);
-    ``fused``: PyTorch's one-kernel SGD, the same update in fewer operator calls.
-    ``step(data, label)`` returns the batch's sums of loss and of correct predictions as
-    tensors, without waiting for their values."""
+    project's default ``nag`` optimizer. ``precision``: "float16" trains under float16
+    autocast with loss scaling (GPU), "bfloat16" under bfloat16 autocast (float32
+    weights, no loss scaling: bfloat16 has float32's range); the loss is computed in
+    float32 either way. ``fused``: PyTorch's one-kernel SGD, the same update in fewer
+    operator calls. ``step(data, label)`` returns the batch's sums of loss and of correct
+    predictions as tensors, without waiting for their values."""
+    if precision not in AUTOCAST:
+        raise ValueError(f"precision must be one of {', '.join(AUTOCAST)}, got {precision!r}")
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
                           weight_decay=wd, fused=fused)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     device = next(model.parameters()).device.type
-    scaler = torch.amp.GradScaler(device, enabled=amp)
+    scaler = torch.amp.GradScaler(device, enabled=precision == "float16")
     model.train()
+
+    def autocast():
+        if AUTOCAST[precision] is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device, AUTOCAST[precision])
 
     def step(data, label):
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device, torch.float16, enabled=amp):
+        with autocast():
             out = model(data)
         loss = loss_fn(out.float(), label)
         scaler.scale(loss / data.shape[0]).backward()

@@ -5,6 +5,7 @@ pattern): each script adds the groups, its own data flags, and per-dataset defau
 import argparse
 
 from common.cli import UsageError
+from common.cpu import check_dtype
 
 OPTIMIZERS = ("nag", "sgd")
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
@@ -68,8 +69,9 @@ def add_fit_args(parser):
     g.add_argument("--mom", type=float, default=0.9, help="momentum")
     g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
     g.add_argument("--top-k", type=int, default=0, help="also report top-k accuracy (k > 1)")
-    g.add_argument("--dtype", default="float32", choices=["float32", "float16"],
-                   help="float16: half precision with float32 master weights (GPU only)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="float16: half precision with float32 master weights (GPUs); "
+                        "bfloat16: on CPUs with AVX512_BF16 or AMX, float32 weights")
     g.add_argument("--mirror", action="store_true", help="MXNet's memory mirroring "
                    "(MXNET_BACKWARD_DO_MIRROR): recompute cheap outputs in backward")
     g.add_argument("--no-fusion", action="store_true", help="run BatchNorm and ReLU as two "
@@ -134,8 +136,7 @@ def check_args(args):
         raise UsageError("give either --gpus or --cpus, not both")
     if args.cpus is not None and args.cpus < 1:
         raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
-    if args.dtype == "float16" and not args.gpus:
-        raise UsageError("--dtype float16 needs GPU contexts (--gpus)")
+    check_dtype(args.dtype, args.gpus)
     if not args.benchmark:
         if not args.data_dir:
             raise UsageError("--data-dir is required (or --benchmark for synthetic data)")

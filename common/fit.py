@@ -20,12 +20,14 @@ import numpy as np
 
 from common import checkpoint as ckpt
 from common.cli import UsageError
+from common.cpu import physical_cores, this_cpu
 from common.files import write_json
 from common.monitor import Progress, RunningStats
 from common.mx import check_gpus, mx
 from common.schedule import StepSchedule, default_warmup, plan
 from symbols import get_symbol, parse_image_shape
 from symbols.fusion import training_symbol
+from symbols.precision import bfloat16_graph
 
 
 VAL_TOTALS = "val_totals"  # kvstore key that sums evaluation results over workers
@@ -77,12 +79,15 @@ def create_kvstore(args):
 
 
 def build_symbol(args):
-    """The network of the model flags (one-line errors for impossible ones)."""
+    """The network of the model flags (one-line errors for impossible ones). With
+    --dtype bfloat16 it is the float32 network: checkpoints, evaluation and export use it,
+    and ``create_module`` trains its bfloat16 graph."""
     bottleneck = None if args.bottleneck is None else args.bottleneck == "yes"
+    dtype = "float16" if args.dtype == "float16" else "float32"
     try:
         return get_symbol(args.num_classes, args.num_layers, args.image_shape,
                           unit=args.unit, shortcut=args.shortcut, projection=args.projection,
-                          bottleneck=bottleneck, dtype=args.dtype, **args.shortcut_kwargs)
+                          bottleneck=bottleneck, dtype=dtype, **args.shortcut_kwargs)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 
@@ -140,7 +145,9 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     """A bound Module with initialised parameters and optimizer.
 
     On CPUs the Module runs ``symbol`` with its BatchNorm-ReLU pairs fused into one
-    operator (same parameters and results, see ``symbols.fusion``) unless --no-fusion.
+    operator (same parameters and results, see ``symbols.fusion``) unless --no-fusion;
+    with --dtype bfloat16, that graph converted to bfloat16 (``symbols.precision``: the
+    parameters and optimizer states stay float32).
     Updates run on the workers (not on the kvstore), so every worker holds its optimizer
     states and the per-iteration schedule; only 'dist_async' needs the servers to
     update. With 'dist_sync' the parameters are then pulled from the kvstore (all
@@ -150,7 +157,10 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     settings = {"MXNET_UPDATE_ON_KVSTORE": "1" if kind_of(kv) == "dist_async" else "0"}
     if args.mirror:
         settings["MXNET_BACKWARD_DO_MIRROR"] = "1"
-    mod = mx.mod.Module(training_symbol(symbol, contexts, fuse=not args.no_fusion),
+    net = training_symbol(symbol, contexts, fuse=not args.no_fusion)
+    if args.dtype == "bfloat16":
+        net = bfloat16_graph(net)
+    mod = mx.mod.Module(net,
                         data_names=[d.name for d in data_iter.provide_data],
                         label_names=[d.name for d in data_iter.provide_label],
                         context=contexts)
@@ -293,6 +303,7 @@ def run_config(args, symbol, contexts, num_batches, epochs, schedule, rank, num_
         "planned_epochs": epochs, "planned_iterations": epochs * num_batches,
         "lr_steps_iterations": schedule.steps, "warmup_iterations": schedule.warmup_iters,
         "symbol_sha256": ckpt.symbol_hash(symbol), "mxnet_version": mx.__version__,
+        "cpu": this_cpu().label(physical_cores()),
         "python_version": platform.python_version()})
     return config
 
@@ -503,11 +514,12 @@ def benchmark(args, symbol, warmup_batches=2):
     seconds = time.time() - tic
     result = {"images_per_sec": args.benchmark_batches * args.batch_size / seconds,
               "batch_size": args.batch_size, "batches": args.benchmark_batches,
-              "contexts": [str(c) for c in contexts], "mirror": bool(args.mirror),
+              "dtype": args.dtype, "contexts": [str(c) for c in contexts],
+              "cpu": this_cpu().label(physical_cores()), "mirror": bool(args.mirror),
               **peak_memory(contexts)}
     memory = ", ".join(f"{k} {v if isinstance(v, list) else round(v)}"
                        for k, v in result.items() if "mib" in k)
-    print(f"ResNet-{args.num_layers} {args.unit}, batch {args.batch_size} on "
-          f"{','.join(result['contexts'])}{' (mirror)' if args.mirror else ''}: "
-          f"{result['images_per_sec']:.1f} images/s; {memory}", flush=True)
+    print(f"ResNet-{args.num_layers} {args.unit}, batch {args.batch_size}, {args.dtype} on "
+          f"{','.join(result['contexts'])}{' (mirror)' if args.mirror else ''} "
+          f"[{result['cpu']}]: {result['images_per_sec']:.1f} images/s; {memory}", flush=True)
     return result

@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from common.cpu import physical_cores
+
 # Files of the nvidia-*-cu11 wheels under site-packages/nvidia/, in dependency order.
 CUDA11_LIBS = (
     "cuda_runtime/lib/libcudart.so.11.0", "cublas/lib/libcublasLt.so.11",
@@ -29,21 +31,6 @@ CUDA11_LIBS = (
 # GPU code in mxnet-cu112 1.9.1's libmxnet.so: cubins for these sm_XY and no PTX, so a GPU
 # runs it only with the same major version and a minor one at least Y (Hopper, 9.0: none).
 MXNET_CUBINS = (50, 60, 70, 80, 86)
-
-
-def physical_cores():
-    """Number of physical cores this process may run on (hyper-threads counted once)."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        list(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in cpus:
-        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
-        try:
-            with open(path) as f:
-                cores.add(f.read().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
 
 
 def preload_cuda11():

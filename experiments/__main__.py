@@ -7,9 +7,11 @@
     python3 -m experiments findings --data-dir cifar --out runs/findings [--quick]
     python3 -m experiments --list
 """
+import argparse
 import sys
 
 from common.cli import run_main
+from common.cpu import check_dtype
 
 
 def parse_args(argv=None):
@@ -38,6 +40,11 @@ def parse_args(argv=None):
     if not args.list and not args.report and not (args.table and args.data_dir and args.out):
         p.error("give a table, --data-dir and --out (or --list)")
     args.train_args = extra + (["--download"] if args.download else [])
+    passed = argparse.ArgumentParser(add_help=False)
+    passed.add_argument("--dtype")
+    dtype = passed.parse_known_args(args.train_args)[0].dtype
+    if dtype and args.launcher == "local":  # before any run starts; Slurm's nodes check
+        check_dtype(dtype, args.gpus)       # their own CPUs
     return args
 
 

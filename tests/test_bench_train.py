@@ -1,4 +1,4 @@
-"""The benchmark's pieces: the PyTorch peer is our network, the peak formula, the fits,
+"""The benchmark's pieces: the PyTorch peer is our network (in both precisions), the fits,
 the memory probe, and a tiny end-to-end run."""
 import subprocess
 import sys
@@ -57,13 +57,20 @@ def test_peer_computes_what_our_network_computes(depth, bottleneck):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
 
 
-def test_peer_trainer_lowers_the_loss():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_peer_trainer_lowers_the_loss(precision):
+    # bfloat16: under CPU autocast (PyTorch runs it on any x86-64 CPU, slowly without
+    # native bf16); the weights and the loss stay float32.
     torch.manual_seed(0)
-    model = PreActResNet(8)
-    step = make_trainer(model, lr=0.1)
+    model = PreActResNet(8).to(memory_format=torch.channels_last)
+    step = make_trainer(model, lr=0.1, precision=precision, fused=True)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    losses = [float(step(x, y)[0]) / 16 for _ in range(10)]
-    assert losses[-1] < 0.8 * losses[0]
+    losses = [step(x, y)[0] for _ in range(10)]
+    assert {loss.dtype for loss in losses} == {p.dtype for p in model.parameters()} == \
+        {torch.float32}
+    assert float(losses[-1]) < 0.8 * float(losses[0])
+    with pytest.raises(ValueError, match="precision must be one of"):
+        make_trainer(model, precision="int8")
 
 
 def peer_trained(steps, layout, fused):
@@ -122,12 +129,14 @@ def test_tiny_benchmark_prints_every_figure(generated_cifar10):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "FP32 peak:" in text and text.count("training images/s: real") == 2
+    assert text.startswith("machine: ") and "float32 peak:" in text
+    assert text.count("training images/s: real") == 2
     assert "timed runs started on an idle machine" in text
     for figure in ("synthetic", "bare", "unfused", "torch", "torch_defaults", "project (real data) / PyTorch",
                    "/ PyTorch in its defaults",
-                   "BatchNorm-ReLU fusion: bare loop", "GFLOP/s peak at",
-                   "metric bookkeeping", "inference (exported network)", "ms/image ="):
+                   "BatchNorm-ReLU fusion: bare loop",
+                   "GFLOP/s float32 peak measured after its runs", "metric bookkeeping",
+                   "inference (exported float32 network)", "ms/image ="):
         assert figure in text
 
 
@@ -136,3 +145,8 @@ def test_bad_flags_give_one_line_errors():
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == "bench_train.py: error: --dtypes float16 needs --gpus"
+    out = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--dtypes",
+                          "bfloat16", "--gpus", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("bench_train.py: error: --dtypes bfloat16 is for CPUs with "
+                                  "native bfloat16; on GPUs use float16")
