@@ -50,15 +50,6 @@ def require(export=True):
                               f"{INSTALL}") from None
 
 
-def available():
-    """True where ONNX export and onnxruntime inference work."""
-    try:
-        require()
-    except ImportError:
-        return False
-    return True
-
-
 # -- export ------------------------------------------------------------------------------
 
 def _scalar_first(onnx_op):
