@@ -337,6 +337,8 @@ def run_local(runs, args, log=print):
         else:
             record_launch(run_dir, state="queued", **me)
             pending.append((run_dir, cmd))
+    if pending:
+        log(f"{len(slots)} run(s) at once: " + "; ".join(s.describe() for s in slots))
     free, running, failures = list(slots), {}, []
     previous = None
     if hasattr(signal, "SIGTERM") and _main_thread():
@@ -349,8 +351,7 @@ def run_local(runs, args, log=print):
                 cmd = resume_command(run_dir, cmd)
                 if slot.gpus:
                     cmd += ["--gpus", ",".join(slot.gpus)]
-                log(f"{run_dir}: {'resuming' if '--resume' in cmd else 'starting'} "
-                    f"({slot.describe()})")
+                log(f"{run_dir}: {'resuming' if '--resume' in cmd else 'starting'}")
                 proc = start_local(run_dir, cmd, slot)
                 record_launch(run_dir, state="running", pid=proc.pid,
                               pid_cmdline="\0".join(cmd) + "\0", cores=list(slot.cores),
