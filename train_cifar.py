@@ -6,8 +6,11 @@ Defaults (He et al. 2015, Sec. 4.2; 2016, Sec. 4): Nesterov momentum 0.9, weight
 1e-4, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, 64k iterations, MSRA
 initialisation; 400 warm-up iterations at lr 0.01 for 'original' units of depth >= 110.
 """
-from common.args import Parser, add_data_args, add_fit_args, add_model_args, check_args
-from common.cli import run_main
+import numpy as np
+
+from common.args import (Parser, add_data_args, add_fit_args, add_model_args, check_args,
+                         check_num_classes)
+from common.cli import UsageError, run_main
 
 CLASSES = {"cifar10": 10, "cifar100": 100}
 
@@ -31,12 +34,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.num_classes is None:
         args.num_classes = CLASSES[args.dataset]
-    return check_args(args)
+    args = check_args(args)
+    if not args.benchmark and args.image_shape.replace(" ", "") != "3,32,32":
+        raise UsageError(f"--image-shape {args.image_shape}: CIFAR images are 3,32,32 "
+                         "(other shapes only with --benchmark)")
+    return args
 
 
 def cifar_data(args, num_parts, part_index):
     """Training and test iterators, and what inference needs to preprocess images as
-    training did (for config.json)."""
+    training did (for config.json); --num-classes must be the data set's."""
     import data
     train, val = data.get_cifar_iters(args.data_dir, args.dataset, args.batch_size,
                                       validation_split=args.validation_split, seed=args.seed,
@@ -44,7 +51,10 @@ def cifar_data(args, num_parts, part_index):
                                       download=args.download, num_examples=args.num_examples,
                                       validation_images=args.validation_images)
     folder = data.cifar_folder(args.data_dir, args.dataset)
-    meta = {"classes": data.cifar_class_names(folder),
+    classes = data.cifar_class_names(folder)
+    check_num_classes(args.num_classes, np.concatenate([train.labels, val.labels]), folder,
+                      len(classes))
+    meta = {"classes": classes,
             "preprocess": {"image_shape": [3, 32, 32], "resize": 32, "crop": 32,
                            "mean": train.mean.tolist(), "std": train.std.tolist()}}
     return train, val, meta

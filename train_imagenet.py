@@ -6,7 +6,8 @@ Defaults (He et al. 2015, Sec. 3.4): SGD with momentum 0.9, weight decay 1e-4, b
 lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs, top-1 and top-5 accuracy. --data-dir
 holds train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
 """
-from common.args import Parser, add_data_args, add_fit_args, add_model_args, check_args
+from common.args import (Parser, add_data_args, add_fit_args, add_model_args, check_args,
+                         check_num_classes)
 from common.cli import run_main
 
 
@@ -25,9 +26,13 @@ def parse_args(argv=None):
 
 def imagenet_data(args, num_parts, part_index):
     """Training and validation iterators, and what inference needs to preprocess images
-    as evaluation did (for config.json)."""
+    as evaluation did (for config.json); --num-classes is checked against the labels of
+    the im2rec lists beside the records, where there are any."""
     import data
-    from data.imagenet import RESIZE_RATIO, RGB_MEAN, RGB_STD
+    from data.imagenet import RESIZE_RATIO, RGB_MEAN, RGB_STD, list_labels
+    labels, lists = list_labels(args.data_dir)
+    if labels is not None:
+        check_num_classes(args.num_classes, labels, " and ".join(lists))
     train, val = data.get_imagenet_iters(args.data_dir, args.batch_size, args.data_nthreads,
                                          num_parts=num_parts, part_index=part_index,
                                          image_shape=args.image_shape, seed=args.seed)

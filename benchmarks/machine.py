@@ -233,9 +233,9 @@ def peak_line(info, dtype="float32"):
                 "memory refused)")
     per_cycle = peak["gflops"] / info["cores"] / info["ghz"] if info["ghz"] else 0
     others = "; ".join(f"{loop} {g:.1f}" for loop, g in peak["loops"].items())
-    return (f"{dtype} peak: {peak['gflops']:.1f} GFLOP/s measured ({others}) on "
-            f"{info['cores']} cores at once = {per_cycle:.1f} FLOP a cycle a core at "
-            f"{info['ghz']:.3f} GHz")
+    cores = "1 core" if info["cores"] == 1 else f"{info['cores']} cores at once"
+    return (f"{dtype} peak: {peak['gflops']:.1f} GFLOP/s measured ({others}) on {cores} = "
+            f"{per_cycle:.1f} FLOP a cycle a core at {info['ghz']:.3f} GHz")
 
 
 def header_lines(info):

@@ -3,12 +3,14 @@ pattern): each script adds the groups, its own data flags, and per-dataset defau
 ``parser.set_defaults``; ``check_args`` turns bad combinations into one-line errors.
 """
 import argparse
+import logging
 
 from common.cli import UsageError
 from common.cpu import check_dtype
 
 OPTIMIZERS = ("nag", "sgd")
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
+log = logging.getLogger(__name__)
 
 
 class Parser(argparse.ArgumentParser):
@@ -108,6 +110,23 @@ def parse_shortcut_params(items):
             except ValueError:
                 raise UsageError(f"--shortcut-param {name}: {value!r} is not a number") from None
     return params
+
+
+def check_num_classes(num_classes, labels, source, data_classes=None):
+    """Stop before training when the network's ``num_classes`` outputs cannot represent
+    ``labels`` (those of ``source``), or differ from the ``data_classes`` that the data set
+    defines; warn when some outputs are never a target."""
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise UsageError(f"--num-classes {num_classes}: the labels of {source} range over "
+                         f"{low}..{high}, so the network needs at least {high + 1} classes")
+    if data_classes is not None and num_classes != data_classes:
+        raise UsageError(f"--num-classes {num_classes}: {source} has {data_classes} classes "
+                         f"(labels {low}..{high})")
+    if high + 1 < num_classes:
+        log.warning("--num-classes %d: the labels of %s range over %d..%d; outputs %d..%d "
+                    "are never a target", num_classes, source, low, high, high + 1,
+                    num_classes - 1)
 
 
 def check_args(args):

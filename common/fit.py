@@ -21,7 +21,7 @@ import numpy as np
 from common import checkpoint as ckpt
 from common.cli import UsageError
 from common.cpu import physical_cores, this_cpu
-from common.files import write_json
+from common.files import lock_dir, write_json
 from common.monitor import Progress, RunningStats
 from common.mx import check_gpus, mx
 from common.schedule import StepSchedule, default_warmup, plan
@@ -276,11 +276,12 @@ def worker_dir(output_dir, rank):
 
 
 def resume_point(args, run_dir, symbol):
-    """The manifest to continue from (None for a fresh run); refuses a changed network
-    and a run directory that already holds checkpoints when --resume is not given."""
+    """The manifest to continue from (None for a fresh run), its files read back first (a
+    damaged newest checkpoint is skipped with a warning); refuses a changed network and a
+    run directory that already holds checkpoints when --resume is not given."""
     wanted = args.resume or args.load_epoch is not None
-    manifest = ckpt.find_checkpoint(run_dir, args.load_epoch) if wanted else None
-    if not wanted and ckpt.find_checkpoint(run_dir) is not None:
+    manifest = ckpt.find_intact_checkpoint(run_dir, args.load_epoch) if wanted else None
+    if not wanted and any(ckpt.scan_checkpoints(run_dir)):
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue "
                          "that run, or choose another --output-dir")
     if manifest is not None and manifest["symbol_sha256"] != ckpt.symbol_hash(symbol):
@@ -354,9 +355,11 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
     records = ckpt.truncate_metrics(run_dir, first) if manifest else []
     if manifest is None:
         ckpt.write_metrics(run_dir, [])
-    write_json(os.path.join(run_dir, ckpt.CONFIG),
-                    run_config(args, symbol, contexts, num_batches, epochs, schedule, rank,
-                               num_workers, meta))
+    config = run_config(args, symbol, contexts, num_batches, epochs, schedule, rank,
+                        num_workers, meta)
+    if manifest is not None:
+        ckpt.warn_config_changes(run_dir, config)
+    write_json(os.path.join(run_dir, ckpt.CONFIG), config)
     if first:
         logging.info("resuming %s after epoch %d (iteration %d)", run_dir, first, iteration)
     run = Run(args, symbol, mod, train, val, schedule, contexts, kv, run_dir, epochs)
@@ -374,15 +377,17 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
 def train(args, make_data):
     """What a training script does with its parsed flags: build the network, check the
     devices (before any data is read), then benchmark, or train on
-    ``make_data(args, num_parts, part_index) -> (train_iter, val_iter, meta)``."""
+    ``make_data(args, num_parts, part_index) -> (train_iter, val_iter, meta)``, holding
+    the lock of the run directory (a second process training into it stops at once)."""
     setup_logging()
     symbol = build_symbol(args)
     get_contexts(args)
     if args.benchmark:
         return benchmark(args, symbol)
     kv, rank, num_workers = create_kvstore(args)
-    train_iter, val_iter, meta = make_data(args, num_workers, rank)
-    return fit(args, symbol, train_iter, val_iter, kv, rank, num_workers, meta)
+    with lock_dir(worker_dir(args.output_dir, rank)):  # before anything is read or written
+        train_iter, val_iter, meta = make_data(args, num_workers, rank)
+        return fit(args, symbol, train_iter, val_iter, kv, rank, num_workers, meta)
 
 
 def run_epoch(run, epoch, iteration):

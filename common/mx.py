@@ -106,6 +106,7 @@ preload_cuda11()
 
 try:
     import mxnet as mx  # noqa: E402
+    import mxnet.contrib.amp  # noqa: E402,F401 (mx.contrib.amp: symbols.precision's bfloat16)
 except ImportError as err:
     if getattr(err, "name", None) != "mxnet":
         raise

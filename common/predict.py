@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from common.cli import UsageError, run_main
-from common.files import atomic_path, write_json
+from common.files import atomic_path, read_json, write_json
 
 EXPORT = "export"
 INFO = "model.json"
@@ -106,12 +106,11 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
     Without those packages, a warning line says how to get them."""
     from common import checkpoint as ckpt
     from common.mx import mx
-    manifest = ckpt.find_checkpoint(run_dir, epoch)
+    manifest = ckpt.find_intact_checkpoint(run_dir, epoch)  # files read back first
     if manifest is None:
         raise ValueError(f"no complete checkpoint in {run_dir}")
     config_path = os.path.join(run_dir, ckpt.CONFIG)
-    with open(config_path) as f:
-        config = json.load(f)
+    config = read_json(config_path)
     if "preprocess" not in config:
         raise ValueError(f"{config_path} does not say how images were preprocessed")
     out_dir = out_dir or os.path.join(run_dir, EXPORT)

@@ -116,6 +116,29 @@ def rec_paths(data_dir):
     return paths
 
 
+def list_labels(data_dir):
+    """The labels (int array) of the im2rec lists (``.lst``) beside the .rec files of
+    ``data_dir`` (see :func:`rec_paths`) and those lists' paths, or (None, []) when there
+    are none."""
+    labels, lists = [], []
+    for rec in rec_paths(data_dir):
+        lst = os.path.splitext(rec)[0] + ".lst"
+        if not os.path.isfile(lst):
+            continue
+        lists.append(lst)
+        with open(lst) as f:
+            for n, line in enumerate(f, 1):
+                fields = line.split("\t")
+                if not line.strip():
+                    continue
+                try:
+                    labels.append(float(fields[1]))  # index, label, path
+                except (IndexError, ValueError):
+                    raise ValueError(f"{lst}:{n}: not an im2rec list line "
+                                     "(index<TAB>label<TAB>path)") from None
+    return (np.array(labels, np.int64) if labels else None), lists
+
+
 class RecordIter(mx.io.DataIter):
     """Wraps the ``ImageRecordIter`` that ``make()`` builds, casting its float32 output to
     ``dtype`` (it makes no float16 itself).

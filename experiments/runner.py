@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from common.checkpoint import list_checkpoints, read_metrics
-from common.files import write_json, write_text
+from common.files import lock_dir, write_json, write_text
 from experiments.launch import (DONE, add_launch_args, describe_status,  # noqa: F401
                                 is_done, launch, parse_launch_args)
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
@@ -23,6 +23,7 @@ from experiments.status import PLAN
 # A budget run keeps the recipe's shape (steps at 1/2 and 3/4, warm-up share) on
 # shallow nets of the same branch type.
 BUDGET_DEPTHS = {"basic": 20, "bottleneck": 29}
+RUNNER_LOCK = ".runner.lock"  # OUT/.runner.lock, held while run_table runs
 BUDGET_WARNING = ("BUDGET RUN: fewer iterations, shallower nets and a subset of the data; "
                   "not comparable with the paper")
 
@@ -183,19 +184,20 @@ def run_table(table, out_dir, data_dir, rows=None, repeats=1, budget=None,
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be >= 1 iterations, got {budget}")
     presets = select_rows(table, rows)
-    os.makedirs(out_dir, exist_ok=True)
-    if budget is not None:
-        log(BUDGET_WARNING)
-    runs = table_runs(out_dir, data_dir, presets, repeats, budget, budget_examples,
-                      extra_args)
-    write_json(os.path.join(out_dir, PLAN),
-               {"table": table, "rows": [p.name for p in presets], "repeats": repeats,
-                "budget": budget, "runs": [os.path.relpath(d, out_dir) for d, _ in runs]})
-    failures = launch(runs, launch_args or parse_launch_args(), log,
-                      slurm_folder=os.path.join(out_dir, "slurm"))
-    for f in failures:
-        log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
-    return summarize(table, presets, out_dir, repeats, budget)
+    # one runner per OUT at a time (each run's training locks its own folder)
+    with lock_dir(out_dir, RUNNER_LOCK):
+        if budget is not None:
+            log(BUDGET_WARNING)
+        runs = table_runs(out_dir, data_dir, presets, repeats, budget, budget_examples,
+                          extra_args)
+        write_json(os.path.join(out_dir, PLAN),
+                   {"table": table, "rows": [p.name for p in presets], "repeats": repeats,
+                    "budget": budget, "runs": [os.path.relpath(d, out_dir) for d, _ in runs]})
+        failures = launch(runs, launch_args or parse_launch_args(), log,
+                          slurm_folder=os.path.join(out_dir, "slurm"))
+        for f in failures:
+            log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
+        return summarize(table, presets, out_dir, repeats, budget)
 
 
 def read_plan(out_dir):

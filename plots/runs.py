@@ -1,9 +1,18 @@
 """Reading run directories: the per-epoch metrics and the run's configuration."""
 import json
+import logging
 import os
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+log = logging.getLogger(__name__)
+_warned = set()  # (file, line) pairs already reported: a figure and a table read a run twice
+
+
+def _warn(path, n, message, *args):
+    if (path, n) not in _warned:
+        _warned.add((path, n))
+        log.warning("%s:%d: " + message, path, n, *args)
 
 
 def _check_run_dir(run_dir):
@@ -15,8 +24,10 @@ def load_metrics(run_dir):
     """The per-epoch records of ``run_dir/metrics.jsonl``, in file order.
 
     A run still in progress may have a partly written last line: a trailing line that
-    is not valid JSON is ignored. A bad line anywhere else, a missing file or a file
-    with no complete record raises a one-line error.
+    is not valid JSON is ignored. A bad line anywhere else is skipped with a warning that
+    names the file and line; an epoch that does not follow the one before (two runs wrote
+    into one directory) is kept, with a warning. Each line is reported once per process.
+    A missing file or a file with no complete record raises a one-line error.
     """
     _check_run_dir(run_dir)
     path = os.path.join(run_dir, METRICS)
@@ -31,9 +42,16 @@ def load_metrics(run_dir):
         except ValueError:
             if i == len(lines) - 1:  # being written right now
                 break
-            raise ValueError(f"{path}:{n}: not a JSON record") from None
+            _warn(path, n, "not a JSON record; line skipped")
+            continue
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object")
+            _warn(path, n, "not a JSON object; line skipped")
+            continue
+        last = records[-1].get("epoch") if records else 0
+        if isinstance(last, int) and isinstance(record.get("epoch"), int) and \
+                record["epoch"] <= last:
+            _warn(path, n, "epoch %d after epoch %d (did two runs write here?)",
+                  record["epoch"], last)
         records.append(record)
     if not records:
         raise ValueError(f"{path}: no complete epoch recorded yet")

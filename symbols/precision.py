@@ -48,7 +48,6 @@ def bfloat16_graph(symbol):
 
     Its JSON (``tojson``, ``save``) leaves the casts out; ``tojson(remove_amp_cast=False)``
     shows them."""
-    from mxnet.contrib import amp
     typed = with_float32_variables(symbol)
-    return amp.convert_symbol(typed, target_dtype="bfloat16", data_names=typed.list_inputs(),
+    return mx.contrib.amp.convert_symbol(typed, target_dtype="bfloat16", data_names=typed.list_inputs(),
                               excluded_sym_names=float32_ops(symbol), cast_optional_params=False)

@@ -14,12 +14,12 @@ from common import cpu, fit
 from common.cli import UsageError
 from common.mx import mx
 from common.schedule import StepSchedule
-from mxnet.contrib.amp.amp import bfloat16 as BF16  # MXNet's NumPy type for bfloat16
 from symbols.fusion import fuse_bn_relu
 from symbols.precision import bfloat16_graph
 from tests.cpuinfo_samples import SAPPHIRE_RAPIDS, ZEN3, ZEN4
 from tests.train_support import TINY, run_script
 
+BF16 = mx.contrib.amp.amp.bfloat16  # MXNet's NumPy type for bfloat16
 HERE = cpu.this_cpu()
 needs_bf16 = pytest.mark.skipif(
     not HERE.native_bf16,

@@ -130,3 +130,18 @@ def test_experiments_command_errors_in_one_line():
                           "--out", "y"], capture_output=True, text=True)
     assert out.returncode == 2 and "valid: table1, table2, table3" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_table_folder_in_use_by_another_runner_is_refused(small_cifar, tmp_path):
+    from common.files import FolderLockedError
+    from tests.train_support import hold_in_child
+    out = tmp_path / "table2"
+    holder = hold_in_child(out, runner.RUNNER_LOCK)
+    try:
+        with pytest.raises(FolderLockedError, match=f"{out} is in use by process {holder.pid}"):
+            runner.run_table("table2", str(out), small_cifar, ROWS, budget=4,
+                             extra_args=SMALL, log=lambda _: None)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert os.listdir(out) == [runner.RUNNER_LOCK]  # no plan, no run started

@@ -107,14 +107,28 @@ def test_single_epoch_run_plots_and_tabulates(tmp_path):
     assert "| ResNet-110 full_preact identity | 1 |" in plots.results_table([run])
 
 
-def test_corrupt_line_before_the_end_is_an_error(tmp_path):
-    run = make_run(tmp_path, "bad", 3)
+def test_corrupt_line_before_the_end_is_skipped_with_a_warning(tmp_path, caplog):
+    run = make_run(tmp_path, "bad", 4)
     path = os.path.join(run, "metrics.jsonl")
     lines = open(path).read().splitlines()
     lines[1] = lines[1][:20]
+    lines[2] = "[3]"
     open(path, "w").write("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON record"):
-        plots.load_metrics(run)
+    records = plots.load_metrics(run)
+    assert [r["epoch"] for r in records] == [1, 4]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:2: not a JSON record; line skipped", f"{path}:3: not a JSON object; line skipped"]
+
+
+def test_epochs_out_of_order_warn(tmp_path, caplog):
+    """Two runs that wrote into one directory (records 1, 2, 1, 2)."""
+    run = make_run(tmp_path, "mixed", 2)
+    path = os.path.join(run, "metrics.jsonl")
+    lines = open(path).read().splitlines()
+    open(path, "w").write("\n".join(lines + lines) + "\n")
+    assert len(plots.load_metrics(run)) == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:3: epoch 1 after epoch 2 (did two runs write here?)"]
 
 
 def test_results_table_numbers(two_runs, tmp_path):
@@ -170,3 +184,16 @@ def test_python_dash_m_plots(two_runs, tmp_path):
                            str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().endswith(
         f"run directory not found: {tmp_path / 'missing'}")
+
+
+def test_python_dash_m_plots_warns_about_a_corrupt_line_not_a_partial_last_one(tmp_path):
+    run = make_run(tmp_path, "bad", 3, tail='{"epoch": 4, "itera')
+    path = os.path.join(run, "metrics.jsonl")
+    lines = open(path).read().split("\n")
+    lines[1] = "garbage"
+    open(path, "w").write("\n".join(lines))
+    done = subprocess.run([sys.executable, "-m", "plots", run, "--out", str(tmp_path / "m")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"{path}:2: not a JSON record; line skipped"]
+    assert "| ResNet-110 full_preact identity | 3 |" in done.stdout

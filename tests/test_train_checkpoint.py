@@ -1,6 +1,9 @@
 """Run directories: atomic files, metrics records, checkpoints and which one --resume picks."""
+import hashlib
 import json
+import logging
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -114,3 +117,102 @@ def test_failed_write_leaves_the_old_file(tmp_path):
 def test_symbol_hash_tells_networks_apart():
     assert ckpt.symbol_hash(tiny_symbol(4)) == ckpt.symbol_hash(tiny_symbol(4))
     assert ckpt.symbol_hash(tiny_symbol(4)) != ckpt.symbol_hash(tiny_symbol(5))
+
+
+# --- what --resume may load: files read back before a checkpoint is chosen -------------
+
+def damage(path, how):
+    raw = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(raw[:len(raw) // 2])
+    elif how == "flipped":  # same length, the last bytes changed: MXNet would load it
+        path.write_bytes(raw[:-8] + bytes(b ^ 0xFF for b in raw[-8:]))
+    else:
+        path.write_bytes(b"")
+
+
+def warnings_of(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_manifest_records_the_checksums_of_params_and_states(tmp_path):
+    manifest = save(tmp_path, 1)
+    for key in ("params", "states"):
+        raw = (tmp_path / manifest["files"][key]).read_bytes()
+        assert manifest["sha256"][key] == hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["model-0002.params", "model-0002.states"])
+@pytest.mark.parametrize("how", ["truncated", "flipped", "empty"])
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog, name, how):
+    save(tmp_path, 1)
+    save(tmp_path, 2)
+    damage(tmp_path / name, how)
+    assert ckpt.find_checkpoint(str(tmp_path))["epoch"] == 2  # by its manifest, complete
+    with caplog.at_level(logging.WARNING):
+        assert ckpt.find_intact_checkpoint(str(tmp_path))["epoch"] == 1
+    assert warnings_of(caplog) == [
+        f"skipping the checkpoint of epoch 2 in {tmp_path}: {name} is truncated or corrupt "
+        "(its SHA-256 differs from the one recorded when it was written)"]
+
+
+def test_an_unreadable_manifest_is_skipped_with_a_warning(tmp_path, caplog):
+    save(tmp_path, 1)
+    save(tmp_path, 2)
+    manifest = tmp_path / "model-0002.json"
+    manifest.write_text(manifest.read_text()[:30])
+    with caplog.at_level(logging.WARNING):
+        assert ckpt.find_intact_checkpoint(str(tmp_path))["epoch"] == 1
+    [warning] = warnings_of(caplog)
+    assert warning.startswith(f"skipping the checkpoint of epoch 2 in {tmp_path}: "
+                              "unreadable manifest model-0002.json (JSONDecodeError")
+
+
+def test_no_intact_checkpoint_is_a_one_line_error(tmp_path, caplog):
+    save(tmp_path, 1)
+    save(tmp_path, 2)
+    damage(tmp_path / "model-0002.params", "truncated")
+    damage(tmp_path / "model-0001.states", "flipped")
+    with pytest.raises(ValueError, match=r"no intact checkpoint in .*\(epoch 2: model-0002\."
+                       r"params is truncated .*; epoch 1: model-0001\.states is") as err:
+        ckpt.find_intact_checkpoint(str(tmp_path))
+    assert "\n" not in str(err.value) and len(warnings_of(caplog)) == 2
+    assert ckpt.find_intact_checkpoint(str(tmp_path / "empty")) is None
+
+
+def test_a_requested_epoch_is_never_replaced_by_another(tmp_path):
+    save(tmp_path, 1)
+    save(tmp_path, 2)
+    damage(tmp_path / "model-0001.params", "flipped")
+    assert ckpt.find_intact_checkpoint(str(tmp_path), 2)["epoch"] == 2
+    with pytest.raises(ValueError, match="the checkpoint of epoch 1 in .* cannot be used: "
+                       "model-0001.params is truncated or corrupt"):
+        ckpt.find_intact_checkpoint(str(tmp_path), 1)
+    (tmp_path / "model-0002.json").write_text("{")
+    with pytest.raises(ValueError, match="epoch 2 .* cannot be used: unreadable manifest"):
+        ckpt.find_intact_checkpoint(str(tmp_path), 2)
+
+
+def test_checkpoints_without_checksums_are_checked_by_loading(tmp_path, caplog):
+    """Manifests written before checksums were recorded: parameters are loaded with MXNet,
+    optimizer states unpickled."""
+    for epoch in (1, 2):
+        save(tmp_path, epoch, states=pickle.dumps({0: (mx.nd.ones(3), None)}))
+        path = tmp_path / f"model-{epoch:04d}.json"
+        manifest = json.loads(path.read_text())
+        del manifest["sha256"]
+        path.write_text(json.dumps(manifest))
+    assert ckpt.find_intact_checkpoint(str(tmp_path))["epoch"] == 2
+    damage(tmp_path / "model-0002.states", "truncated")
+    damage(tmp_path / "model-0001.params", "truncated")
+    with pytest.raises(ValueError) as err:
+        ckpt.find_intact_checkpoint(str(tmp_path))
+    assert "epoch 2: model-0002.states is unreadable (" in str(err.value)
+    assert "epoch 1: model-0001.params is unreadable (" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_corrupt_metrics_record_names_its_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "tr\n{"epoch": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2: corrupt record"):
+        ckpt.read_metrics(str(tmp_path))

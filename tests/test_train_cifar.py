@@ -1,10 +1,13 @@
-"""train_cifar.py end to end on a generated CIFAR-10 folder (and, where it exists, on images of
-the real sample): the loss drops, the run directory is complete, kill -9 + --resume equals an uninterrupted run, NaN stops the run,
-bad flags fail in one line, export and predict, the synthetic benchmark."""
+"""train_cifar.py end to end on a generated CIFAR-10 folder (and, where it exists, on images
+of the real sample): the loss drops, the run directory is complete, kill -9 + --resume equals
+an uninterrupted run, NaN stops the run, bad flags fail in one line, export and predict, the
+synthetic benchmark; flags that contradict the data, damaged checkpoints, a locked run."""
 import json
+import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +19,7 @@ import train_cifar
 from common import checkpoint as ckpt
 from common.cli import run_main
 from common.mx import mx
-from tests.train_support import ROOT, TINY, run_script, small_cifar
+from tests.train_support import ROOT, TINY, hold_in_child, run_script, small_cifar
 
 TIMINGS = ("epoch_seconds", "samples_per_sec")
 
@@ -142,6 +145,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(run3, cifar, tmp_path
     (["--num-layers", "8", "--kv-store", "dist_sync"], "launcher"),
     (["--num-layers", "8", "--shortcut-param", "scale"], "NAME=VALUE"),
     (["--num-layers", "8", "--top-k", "1"], "--top-k"),
+    (["--num-layers", "8", "--image-shape", "3,64,64"], "CIFAR images are 3,32,32"),
 ])
 def test_bad_flags_fail_in_one_line(argv, message, capsys, tmp_path):
     err = fail(["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "r")] + argv, capsys)
@@ -206,3 +210,142 @@ def test_load_epoch_repeats_the_later_epochs_exactly(run3, cifar, tmp_path):
     records = train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--load-epoch", "2",
                                 "--num-epochs", "3", "--disp-batches", "2"] + TINY)
     assert without_timings(records) == without_timings(run3[1])
+
+
+# --- flags that contradict the data, damaged checkpoints, two processes in one run ------
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes and modification time."""
+    found = {}
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = (f.read(), os.stat(path).st_mtime_ns)
+    return found
+
+
+@pytest.mark.parametrize("classes, message", [
+    ("5", "--num-classes 5: the labels of {folder} range over 0..9, so the network needs at "
+          "least 10 classes"),
+    ("100", "--num-classes 100: {folder} has 10 classes (labels 0..9)")])
+def test_num_classes_that_contradict_the_labels_stop_before_training(cifar, tmp_path, capsys,
+                                                                     classes, message):
+    out = str(tmp_path / "run")
+    err = fail(["--data-dir", cifar, "--output-dir", out, "--num-classes", classes] + TINY,
+               capsys)
+    assert err == "train_cifar.py: error: " + message.format(folder=cifar)
+    assert os.listdir(out) == [".lock"]  # no metrics, no config, no checkpoint
+
+
+def test_resume_skips_a_truncated_checkpoint_and_repeats_its_epoch(run3, cifar, tmp_path,
+                                                                   caplog):
+    out = copy_run(run3, tmp_path)  # epochs 2 and 3
+    params = os.path.join(out, "model-0003.params")
+    with open(params, "r+b") as f:
+        f.truncate(os.path.getsize(params) // 3)
+    with caplog.at_level(logging.WARNING):
+        records = train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--resume",
+                                    "--num-epochs", "3", "--disp-batches", "2"] + TINY)
+    assert f"skipping the checkpoint of epoch 3 in {out}: model-0003.params is truncated or " \
+        "corrupt" in caplog.text
+    assert without_timings(records) == without_timings(run3[1])  # epoch 3 again, exactly
+    assert ckpt.find_intact_checkpoint(out)["epoch"] == 3
+
+
+def test_resume_with_no_intact_checkpoint_stops_in_one_line(run3, cifar, tmp_path, capsys):
+    out = copy_run(run3, tmp_path)
+    for name in ("model-0002.states", "model-0003.params"):
+        with open(os.path.join(out, name), "r+b") as f:
+            f.truncate(100)
+    before = snapshot(out)
+    err = fail(["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs", "4"]
+               + TINY, capsys)
+    assert f"no intact checkpoint in {out} (epoch 3: model-0003.params is truncated" in err
+    assert "epoch 2: model-0002.states is truncated" in err
+    after = snapshot(out)
+    assert after.pop(".lock")[0].split()[0] == str(os.getpid()).encode()
+    before.pop(".lock", None)
+    assert after == before
+
+
+def test_a_second_training_into_a_running_directory_stops_at_once(run3, cifar, tmp_path,
+                                                                  capsys):
+    out = copy_run(run3, tmp_path)
+    first = subprocess.Popen([sys.executable, "train_cifar.py", "--data-dir", cifar,
+                              "--output-dir", out, "--resume", "--num-epochs", "50",
+                              "--disp-batches", "1"] + TINY,
+                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in first.stderr:  # training has begun: the lock is held
+            if "epoch 4 batch" in line:
+                break
+        second = run_script(["train_cifar.py", "--data-dir", cifar, "--output-dir", out,
+                             "--resume", "--num-epochs", "50"] + TINY)
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+        first.stderr.close()
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines() == [
+        f"train_cifar.py: error: {out} is in use by process {first.pid} on "
+        f"{socket.gethostname()} (it holds {out}/.lock); wait for it to end or choose "
+        "another folder"]
+    # the killed first process left no stale lock
+    err = fail(["--data-dir", cifar, "--output-dir", out, "--num-epochs", "1"] + TINY, capsys)
+    assert "already holds checkpoints" in err
+
+
+def test_a_locked_run_directory_is_left_untouched(run3, cifar, tmp_path, capsys):
+    out = copy_run(run3, tmp_path)
+    holder = hold_in_child(out)
+    try:
+        before = snapshot(out)
+        err = fail(["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs", "4"]
+                   + TINY, capsys)
+        assert f"is in use by process {holder.pid} on {socket.gethostname()}" in err
+        assert snapshot(out) == before
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset", "cifar100"], "no CIFAR-100 data in {cifar}"),
+    (["--num-examples", "500"], "num_examples must be in 1..200, got 500"),
+    (["--validation-images", "200"], "cannot hold out 200 of 200 images"),
+    (["--batch-size", "512"], "200 images in 1 part(s) do not fill one batch of 512"),
+])
+def test_data_flags_that_contradict_the_data_fail_in_one_line(cifar, tmp_path, capsys, argv,
+                                                              message):
+    err = fail(["--data-dir", cifar, "--output-dir", str(tmp_path / "r"), "--num-epochs", "1"]
+               + TINY + argv, capsys)
+    assert message.format(cifar=cifar) in err
+
+
+def test_resume_with_changed_settings_warns_naming_them(run3, cifar, tmp_path, caplog):
+    out = copy_run(run3, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs",
+                          "3", "--seed", "1", "--wd", "0.001", "--disp-batches", "1"] + TINY)
+    [warning] = [r.getMessage() for r in caplog.records if "differ" in r.getMessage()]
+    assert warning == (f"resuming {out} with settings that differ from its config.json: "
+                       "seed 1 (was 0), wd 0.001 (was 0.0001)")
+
+
+def test_export_skips_a_damaged_checkpoint_and_names_a_corrupt_config(run3, tmp_path, caplog):
+    from common.predict import export_model
+    out = copy_run(run3, tmp_path)
+    with open(os.path.join(out, "model-0003.params"), "r+b") as f:
+        f.truncate(1000)
+    with caplog.at_level(logging.WARNING):
+        model_dir = export_model(out)
+    assert "skipping the checkpoint of epoch 3" in caplog.text
+    with open(os.path.join(model_dir, "model.json")) as f:
+        assert json.load(f)["epoch"] == 2
+    config = os.path.join(out, "config.json")
+    with open(config, "w") as f:
+        f.write('{"preprocess": ')
+    with pytest.raises(ValueError, match=f"^{config}: not valid JSON"):
+        export_model(out)

@@ -9,6 +9,8 @@ from PIL import Image
 import data
 import train_imagenet
 from common import checkpoint as ckpt
+from common.args import check_num_classes
+from common.cli import UsageError, run_main
 
 
 def test_defaults_are_the_papers_recipe():
@@ -58,3 +60,44 @@ def test_benchmark_of_an_imagenet_net(capsys):
                                   "3,64,64", "--batch-size", "2", "--benchmark-batches", "1"])
     assert result["images_per_sec"] > 0
     assert "ResNet-18" in capsys.readouterr().out
+
+
+def test_num_classes_below_the_labels_of_the_lists_stops_before_training(recs, tmp_path,
+                                                                        capsys):
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(train_imagenet.main, ["--data-dir", recs, "--output-dir", out, "--num-layers",
+                                       "18", "--image-shape", "3,48,48", "--num-classes", "2",
+                                       "--batch-size", "8", "--num-epochs", "1"],
+                 prog="train_imagenet.py")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"train_imagenet.py: error: --num-classes 2: the labels of {recs}/train.lst and "
+        f"{recs}/val.lst range over 0..2, so the network needs at least 3 classes"]
+    assert os.listdir(out) == [".lock"]
+
+
+def test_labels_of_the_lists(recs, tmp_path):
+    from data.imagenet import list_labels
+    labels, lists = list_labels(recs)
+    assert lists == [os.path.join(recs, "train.lst"), os.path.join(recs, "val.lst")]
+    assert sorted(np.bincount(labels)) == [16, 16, 16]  # 8 images of 3 classes, twice
+    (tmp_path / "val.lst").write_text("0\t1.000000\tclass1/a.jpg\nbroken line\n")
+    with pytest.raises(ValueError, match=r"val\.lst:2: not an im2rec list line"):
+        list_labels(recs)
+    for name in ("train.lst", "val.lst"):
+        os.remove(os.path.join(recs, name))
+    assert list_labels(recs) == (None, [])
+
+
+def test_check_num_classes(caplog):
+    labels = np.array([0, 2, 1])
+    check_num_classes(3, labels, "x")
+    assert not caplog.records
+    check_num_classes(5, labels, "x")
+    assert caplog.records[0].getMessage() == ("--num-classes 5: the labels of x range over "
+                                              "0..2; outputs 3..4 are never a target")
+    with pytest.raises(UsageError, match=r"range over -1\.\.2"):
+        check_num_classes(3, np.array([-1, 2]), "x")
+    with pytest.raises(UsageError, match="x has 10 classes"):
+        check_num_classes(5, labels, "x", data_classes=10)

@@ -19,3 +19,22 @@ def run_script(args, timeout=120, **kwargs):
     """Run ``python3 <args>`` from the repository root; returns the CompletedProcess."""
     return subprocess.run([sys.executable] + list(args), cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout, **kwargs)
+
+
+HOLD_LOCK = """
+import sys, time
+from common.files import lock_dir
+with lock_dir(sys.argv[1], sys.argv[2]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_in_child(folder, name=".lock"):
+    """A child process that takes the lock ``name`` of ``folder`` and sleeps holding it
+    (kill it when done)."""
+    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), name], cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    child.stdout.close()
+    return child
