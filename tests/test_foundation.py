@@ -1,5 +1,6 @@
 """Install and import plumbing: the one MXNet import, the README's commands, CI."""
 import os
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,9 @@ def test_scripts_report_missing_mxnet_in_one_line():
                                   "(or '.[gpu]' for CUDA 11.2 GPUs)")
 
 
+MXNET_IMPORT = re.compile(r"^\s*(import mxnet|from mxnet)\b", re.MULTILINE)
+
+
 def test_only_common_mx_imports_mxnet():
     offenders = []
     for folder, _, files in os.walk(ROOT):
@@ -46,7 +50,7 @@ def test_only_common_mx_imports_mxnet():
             path = os.path.join(folder, name)
             if name.endswith(".py") and path != os.path.join(ROOT, "common", "mx.py"):
                 text = open(path).read()
-                if "import mxnet" in text or "from mxnet" in text:
+                if MXNET_IMPORT.search(text):
                     offenders.append(os.path.relpath(path, ROOT))
     assert offenders == []
 
@@ -67,4 +71,5 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "train_cifar.py" in train and "pytest" in test
     ci = [line for line in open(os.path.join(ROOT, ".ci", "run")).read().splitlines()
           if line and not line.startswith(("#", "set ", "cd "))]
-    assert ci == [test]
+    # System packages may be installed first; the test command itself ends the script.
+    assert ci[-1] == test and sum(test in line for line in ci) == 1

@@ -11,7 +11,7 @@ import pytest
 
 from common.checkpoint import read_metrics
 from common.cli import UsageError
-from experiments import launch, runner, status
+from experiments import launch, status
 from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar,
                                   wait_for, without_timings)
 
@@ -104,6 +104,12 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
     assert text.endswith("3 run(s): 2 done, 1 failed")
 
 
+def default_sigint():
+    """Give the child Python's Ctrl-C handling even where the tests run in the background
+    of a shell, which starts them with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_child_and_its_children(tmp_path):
     # Each run starts a grandchild in its process group, then waits.
     child = ("import subprocess, sys, time; "
@@ -117,6 +123,7 @@ def test_ctrl_c_stops_every_child_and_its_children(tmp_path):
     if len(launch.available_cores()) < 2:
         pytest.skip("needs two cores for two runs at once")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
+                            preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def grandchildren():
@@ -211,7 +218,8 @@ def test_status_and_report_of_a_table_in_progress(cifar, tmp_path):
     out = str(tmp_path / "out")
     proc = subprocess.Popen(experiments(*TABLE, "--data-dir", cifar, "--out", out,
                                         "--repeats", "2", "--jobs", "1"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     second = os.path.join(out, "original_110", "run1")
     try:
         wait_for(lambda: len(read_metrics(second)) >= 2, 120, "2 epochs of the second run")
