@@ -13,6 +13,7 @@ from experiments.findings import (FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, REPROD
 from train_support import run_script
 
 ROWS = [(f, r) for f in FINDINGS for r in f.rows]
+QUICK_IDS = ["F1", "F3", "F5"]
 
 
 @pytest.mark.parametrize("finding,row", ROWS, ids=[f"{f.id}-{r.name}" for f, r in ROWS])
@@ -122,13 +123,15 @@ def findings_cli(*args):
 
 @pytest.fixture(scope="module")
 def quick_run(generated_cifar10, tmp_path_factory):
-    """All findings with --quick, 2 seeds, on the real images where they are beside the
-    checkout, else on generated data: (data dir, out dir, output)."""
+    """F1, F3 and F5 with --quick, 2 seeds, on the real images where they are beside the
+    checkout, else on generated data: (data dir, out dir, output). (F2 and F4 run the
+    same code with other rows, which the tests above build.)"""
     from conftest import SHARED_CIFAR
     data_dir = SHARED_CIFAR if os.path.isfile(os.path.join(SHARED_CIFAR, "data_batch_5")) \
         else generated_cifar10
     out = str(tmp_path_factory.mktemp("findings"))
-    result = findings_cli("--data-dir", data_dir, "--out", out, "--quick", "--seeds", "2")
+    result = findings_cli("--data-dir", data_dir, "--out", out, "--quick", "--seeds", "2",
+                          "--only", ",".join(QUICK_IDS))
     return data_dir, out, result.stdout + result.stderr
 
 
@@ -142,7 +145,7 @@ def test_quick_run_writes_json_md_and_figures(quick_run):
     assert evidence.QUICK_WARNING in log
     with open(os.path.join(out, "findings.json")) as f:
         records = json.load(f)
-    assert [r["id"] for r in records] == [f.id for f in FINDINGS]
+    assert [r["id"] for r in records] == QUICK_IDS
     for r in records:
         assert r["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
         assert r["quick"] and r["seeds"] == 2 and r["paper"] and r["claim"] and r["protocol"]
@@ -153,10 +156,9 @@ def test_quick_run_writes_json_md_and_figures(quick_run):
         for ext in ("png", "pdf"):
             assert os.path.getsize(os.path.join(out, "figures", f"{r['id']}.{ext}")) > 1000
     md = open(os.path.join(out, "findings.md")).read()
-    assert "QUICK RUN" in md and md.count("![F") == len(FINDINGS)
-    # F2 and F3 share the original unit with identity shortcuts: it trains once.
+    assert "QUICK RUN" in md and md.count("![F") == len(QUICK_IDS)
     scale = quick_scale(data_dir)
-    keys = {evidence.row_key(r, f.protocol, scale) for f in FINDINGS
+    keys = {evidence.row_key(r, f.protocol, scale) for f in get_findings(QUICK_IDS)
             if f.protocol.kind == "train" for r in f.rows}
     assert sorted(os.listdir(os.path.join(out, "runs"))) == sorted(keys)
     # Eqn. 8 with F = 0: the gradient shrinks by exactly lambda a unit; identity keeps it.
@@ -198,3 +200,15 @@ def test_findings_errors_are_one_line(tmp_path):
         assert result.returncode != 0
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
             result.stderr
+
+
+def test_findings_that_train_the_same_network_share_its_runs(tmp_path):
+    # F2's identity row and F3's original unit are one network trained one way.
+    f2, f3 = get_findings(["F2", "F3"])
+    scale = evidence.Scale(False, 5085)
+    runs = evidence.training_runs([f2, f3], str(tmp_path), "cifar", scale, seeds=3)
+    assert len(runs) == (len(f2.rows) + len(f3.rows) - 1) * 3
+    assert len({d for d, _ in runs}) == len(runs)
+    cmd = dict(runs)[evidence.run_dir(str(tmp_path), f3, f3.rows[0], scale, 2)]
+    assert cmd[cmd.index("--seed") + 1] == "2" and "--validation-images" in cmd
+    assert cmd[cmd.index("--num-iters") + 1] == str(6 * (4085 // 128))
