@@ -19,7 +19,7 @@ import pickle
 import re
 
 from common.cli import mxnet_message
-from common.files import atomic_path, read_json, write_json, write_text
+from common.files import atomic_path, file_sha256, read_json, write_json, write_text
 from common.mx import mx
 
 PREFIX = "model"
@@ -32,15 +32,6 @@ log = logging.getLogger(__name__)
 def symbol_hash(symbol):
     """SHA-256 of the network's JSON: two runs share it only if their graphs are equal."""
     return hashlib.sha256(symbol.tojson().encode()).hexdigest()
-
-
-def file_sha256(path):
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_metrics(run_dir):

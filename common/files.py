@@ -3,6 +3,7 @@ locks (one process at a time writes into a run directory)."""
 import contextlib
 import fcntl
 import json
+import hashlib
 import os
 import socket
 
@@ -81,3 +82,12 @@ def lock_dir(path, name=LOCK):
         yield lock_path
     finally:
         os.close(fd)
+
+
+def file_sha256(path):
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,12 +18,11 @@ MXNet 1.9.1's exporter (``mx.onnx.export_model``) is used with three corrections
 Every export is run through onnxruntime and MXNet on the same images before it gets its
 name; see ``export_onnx``.
 """
-import hashlib
 import os
 
 import numpy as np
 
-from common.files import atomic_path
+from common.files import atomic_path, file_sha256
 
 ONNX_FILE = "model.onnx"
 INSTALL = "python3 -m pip install -e '.[onnx]'"
@@ -157,14 +156,6 @@ def export_onnx(net, arg, aux, images, path, variant):
                 f"scale (bound {LOGIT_RTOL:g}); {os.path.basename(path)} not written")
         check["sha256"] = file_sha256(tmp)
     return check
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- inference ---------------------------------------------------------------------------
