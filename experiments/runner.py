@@ -16,8 +16,7 @@ import sys
 
 from common.checkpoint import list_checkpoints, read_metrics
 from common.files import lock_dir, write_json, write_text
-from experiments.launch import (DONE, add_launch_args, describe_status,  # noqa: F401
-                                is_done, launch, parse_launch_args)
+from experiments.launch import DONE, describe_status, is_done, launch, parse_launch_args
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
 from experiments.status import PLAN
 # A budget run keeps the recipe's shape (steps at 1/2 and 3/4, warm-up share) on
