@@ -99,8 +99,8 @@ def train_command(row, protocol, scale, run_dir, data_dir, seed):
            "--no-plots"]
     for name, value in row.params.items():
         cmd += ["--shortcut-param", f"{name}={value}"]
-    if scale.num_examples:
-        cmd += ["--num-examples", str(scale.num_examples)]
+    if scale.num_examples:  # no more than the data set has beside the held-out images
+        cmd += ["--num-examples", str(scale.train_images)]
     return cmd
 
 
