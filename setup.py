@@ -17,8 +17,8 @@ setup(
     description=__doc__,
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["common", "common.*", "symbols", "symbols.*",
-                                    "data", "data.*", "plots", "plots.*",
-                                    "experiments", "experiments.*"]),
+                                    "data", "data.*", "training", "training.*",
+                                    "plots", "plots.*", "experiments", "experiments.*"]),
     py_modules=["train_cifar", "train_imagenet"],
     install_requires=["numpy>=1.17,<2", "tqdm>=4", "matplotlib>=3.3"],
     extras_require={

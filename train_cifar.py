@@ -8,9 +8,8 @@ initialisation; 400 warm-up iterations at lr 0.01 for 'original' units of depth 
 """
 import numpy as np
 
-from common.args import (Parser, add_data_args, add_fit_args, add_model_args, check_args,
-                         check_num_classes)
-from common.cli import UsageError, run_main
+from common.cli import Parser, UsageError, run_main
+from training.args import add_data_args, add_fit_args, add_model_args, check_args, check_num_classes
 
 CLASSES = {"cifar10": 10, "cifar100": 100}
 
@@ -62,8 +61,9 @@ def cifar_data(args, num_parts, part_index):
 
 def main(argv=None):
     args = parse_args(argv)
-    from common import fit
-    return fit.train(args, cifar_data)
+    import plots
+    from training import loop
+    return loop.train(args, cifar_data, curves=plots.draw_curves)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,8 @@ Defaults (He et al. 2015, Sec. 3.4): SGD with momentum 0.9, weight decay 1e-4, b
 lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs, top-1 and top-5 accuracy. --data-dir
 holds train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
 """
-from common.args import (Parser, add_data_args, add_fit_args, add_model_args, check_args,
-                         check_num_classes)
-from common.cli import run_main
+from common.cli import Parser, run_main
+from training.args import add_data_args, add_fit_args, add_model_args, check_args, check_num_classes
 
 
 def parse_args(argv=None):
@@ -44,8 +43,9 @@ def imagenet_data(args, num_parts, part_index):
 
 def main(argv=None):
     args = parse_args(argv)
-    from common import fit
-    return fit.train(args, imagenet_data)
+    import plots
+    from training import loop
+    return loop.train(args, imagenet_data, curves=plots.draw_curves)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import data  # noqa: E402
 from common.cli import run_main  # noqa: E402
 from common.cpu import physical_cores, this_cpu  # noqa: E402
-from common.fit import initializer  # noqa: E402
 from common.mx import mx  # noqa: E402
-import data  # noqa: E402
+from training.module import initializer  # noqa: E402
 
 SAMPLE = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py", "data_batch_1")
 

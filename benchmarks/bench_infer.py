@@ -3,9 +3,9 @@
     python3 benchmarks/bench_infer.py --depths 20,56 --batch-sizes 1,32,128
 
 Each CIFAR ResNet (``--unit``/``--shortcut``; random weights, which do not change the
-speed) is exported by ``common.predict.export_model``, which writes the MXNet files and
-the checked ``model.onnx``. Then ``common.predict.Classifier`` runs the MXNet export, and
-``common.onnx_export.Session`` the ONNX one with as many threads as MXNet's OpenMP, on
+speed) is exported by ``training.predict.export_model``, which writes the MXNet files and
+the checked ``model.onnx``. Then ``training.predict.Classifier`` runs the MXNet export, and
+``training.onnx_export.Session`` the ONNX one with as many threads as MXNet's OpenMP, on
 the same normalised batch. Each figure is the median images/s of ``--repeats`` timed runs
 of about ``--seconds`` each, after a warm-up batch; both backends alternate within a
 repeat, and before each run the benchmark waits (within ``--max-wait`` seconds in all)
@@ -25,17 +25,17 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_train import QuietWaiter, load_average  # noqa: E402
-from common import checkpoint as ckpt  # noqa: E402
-from common import onnx_export  # noqa: E402
 from common.cli import UsageError, run_main  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
+from training import checkpoint as ckpt  # noqa: E402
+from training import onnx_export  # noqa: E402
 
 
 def make_export(depth, unit, shortcut, folder):
     """Export folder of a CIFAR ResNet-``depth`` with Xavier weights."""
     import symbols
-    from common.predict import export_model, inference_symbol
+    from training.predict import export_model, inference_symbol
     symbol = symbols.get_symbol(10, depth, (3, 32, 32), unit=unit, shortcut=shortcut)
     mod = mx.mod.Module(inference_symbol(symbol), label_names=None)
     mod.bind([("data", (1, 3, 32, 32))], for_training=False)
@@ -63,7 +63,7 @@ def images_per_sec(predict, images, seconds, wait):
 
 def bench_network(depth, opts, folder):
     """{batch size: {backend: median images/s}} of one network."""
-    from common.predict import Classifier
+    from training.predict import Classifier
     export = make_export(depth, opts.unit, opts.shortcut, folder)
     session = onnx_export.Session(os.path.join(export, onnx_export.ONNX_FILE),
                                   threads=int(os.environ["OMP_NUM_THREADS"]))
@@ -115,7 +115,7 @@ def ints(text):
 
 
 def parse_args(argv=None):
-    from common.args import Parser
+    from common.cli import Parser
     from symbols import SHORTCUTS, UNITS
     p = Parser(prog="bench_infer.py", description=__doc__.splitlines()[0])
     p.add_argument("--depths", type=ints, default=[20, 56])

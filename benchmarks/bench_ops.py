@@ -2,9 +2,9 @@
 
     python3 benchmarks/bench_ops.py --depth 20 --batches 7 [--dtype bfloat16]
 
-Runs the project's training step (``fit.create_module``: NAG, batch 128, synthetic data,
-the BatchNorm-ReLU fusion unless ``--no-fusion``, in float32 or, on a CPU with native
-bfloat16, in bfloat16) in a child process under ``DNNL_VERBOSE=1`` and sums, over the
+Runs the project's training step (``training.module.create_module``: NAG, batch 128,
+synthetic data, the BatchNorm-ReLU fusion unless ``--no-fusion``, in float32 or, on a CPU
+with native bfloat16, in bfloat16) in a child process under ``DNNL_VERBOSE=1`` and sums, over the
 timed batches, the time oneDNN reports for each primitive kind and pass. Convolutions
 are split into forward, backward-data and backward-weights passes, each with its
 GFLOP/s, from the shapes oneDNN prints, against the peak of the precision measured by
@@ -72,12 +72,14 @@ def child(opts):
     """The timed training step, bracketed by markers between oneDNN's lines."""
     import symbols
     from benchmarks import bench_train
-    from common import fit
+    from training.benchmark import SyntheticIter
+    from training.devices import get_contexts
+    from training.module import build_symbol
     args = bench_train.project_args(opts.depth, opts.batch_size, dtype=opts.dtype,
                                     fusion=not opts.no_fusion)
-    symbol = fit.build_symbol(args)
-    data = fit.SyntheticIter(10, (opts.batch_size, 3, 32, 32), opts.batches)
-    mod = bench_train.project_module(args, symbol, data, fit.get_contexts(args))
+    symbol = build_symbol(args)
+    data = SyntheticIter(10, (opts.batch_size, 3, 32, 32), opts.batches)
+    mod = bench_train.project_module(args, symbol, data, get_contexts(args))
     bench_train.time_bare(mod, data.batch, 2)  # memory plan, primitives, caches
     print(START, flush=True)
     seconds = bench_train.time_bare(mod, data.batch, opts.batches)

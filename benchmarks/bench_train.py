@@ -6,7 +6,7 @@
 It first prints the machine (``benchmarks.machine``): CPU model, instruction sets, the
 clock its cores run at and its peaks, measured. Then, for every network and precision of
 ``--dtypes``, at batch 128, alternating within each repeat:
-- real: the project's training loop (``common.fit.train_epoch``: Module update, loss and
+- real: the project's training loop (``training.loop.train_epoch``: Module update, loss and
   accuracy on the device, progress, loss checks) over the augmenting ``CifarIter``, fed
   with the CIFAR-10 sample beside the checkout tiled to the batches needed;
 - synthetic: the same loop over one fixed random batch;
@@ -21,7 +21,7 @@ clock its cores run at and its peaks, measured. Then, for every network and prec
 Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the peak of the
 precision (the FMA loop's for float32, the bfloat16 dot product's for bfloat16) measured
 on all cores after the network's runs; the time of a checkpoint against an epoch of 50k
-images; inference images/s of the network exported by ``common.predict`` (float32);
+images; inference images/s of the network exported by ``training.predict`` (float32);
 peak RSS of each float32 network, fused and unfused (and of R-1001 with and without
 memory mirroring) in subprocesses; a linear fit of time per image against depth.
 Speeds are medians of the repeats; ratios are medians of the ratios within a repeat.
@@ -44,11 +44,11 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from common.cli import UsageError, run_main  # noqa: E402
-from common.files import write_json  # noqa: E402
 from benchmarks.machine import (header_lines, machine_info, measure_clock_ghz,  # noqa: E402
                                 measure_peaks)
+from common.cli import UsageError, run_main  # noqa: E402
 from common.cpu import bfloat16_missing, physical_cores, this_cpu  # noqa: E402
+from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
 
 SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
@@ -126,12 +126,13 @@ def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False, fu
 
 
 def project_module(args, symbol, data_iter, contexts):
-    """A Module bound, initialised and with its optimizer, as ``fit.fit`` makes it
-    (``fit.get_contexts`` has refused GPUs MXNet has no code for)."""
-    from common import fit
-    from common.schedule import StepSchedule
-    kv, _, _ = fit.create_kvstore(args)
-    return fit.create_module(args, symbol, data_iter, contexts, kv, StepSchedule(args.lr))
+    """A Module bound, initialised and with its optimizer, as ``training.loop.fit`` makes it
+    (``get_contexts`` has refused GPUs MXNet has no code for)."""
+    from training.devices import create_kvstore
+    from training.module import create_module
+    from training.schedule import StepSchedule
+    kv, _, _ = create_kvstore(args)
+    return create_module(args, symbol, data_iter, contexts, kv, StepSchedule(args.lr))
 
 
 def cifar_iter(data_dir, batches, batch_size):
@@ -149,14 +150,15 @@ def cifar_iter(data_dir, batches, batch_size):
 
 
 def time_loop(mod, data_iter, epoch):
-    """Seconds of ``fit.train_epoch`` over one epoch of ``data_iter``."""
-    from common import fit
-    from common.monitor import Progress, RunningStats
-    fit.start_epoch(data_iter, epoch)
+    """Seconds of ``train_epoch`` over one epoch of ``data_iter``."""
+    from data.iterator import count_batches, start_epoch
+    from training.loop import train_epoch
+    from training.monitor import Progress, RunningStats
+    start_epoch(data_iter, epoch)
     stats = RunningStats()
-    progress = Progress(epoch + 1, fit.count_batches(data_iter), DISP_BATCHES, interactive=False)
+    progress = Progress(epoch + 1, count_batches(data_iter), DISP_BATCHES, interactive=False)
     tic = time.perf_counter()
-    fit.train_epoch(mod, data_iter, stats, progress, DISP_BATCHES, lambda b: f"batch {b}")
+    train_epoch(mod, data_iter, stats, progress, DISP_BATCHES, lambda b: f"batch {b}")
     stats.flush()
     mx.nd.waitall()
     return time.perf_counter() - tic
@@ -174,8 +176,8 @@ def time_bare(mod, batch, batches):
 
 def checkpoint_seconds(mod, symbol, run_dir, num_classes):
     """Seconds to write one epoch's checkpoint (parameters, optimizer states, manifest)
-    and metrics record, as ``fit.run_epoch`` does; leaves a run directory to export."""
-    from common import checkpoint as ckpt
+    and metrics record, as ``training.loop.run_epoch`` does; leaves a run directory to export."""
+    from training import checkpoint as ckpt
     arg, aux = mod.get_params()
     tic = time.perf_counter()
     ckpt.append_metrics(run_dir, {"epoch": 1, "train_loss": 0.0})
@@ -190,8 +192,8 @@ def checkpoint_seconds(mod, symbol, run_dir, num_classes):
 
 
 def inference_images_per_sec(run_dir, ctx, batch_size, batches, repeats, wait=None):
-    """Median images/s of ``common.predict.Classifier`` over the exported network."""
-    from common.predict import Classifier, export_model
+    """Median images/s of ``training.predict.Classifier`` over the exported network."""
+    from training.predict import Classifier, export_model
     model = Classifier(export_model(run_dir), ctx, batch_size)
     images = np.random.default_rng(0).standard_normal((batch_size, 3, 32, 32), np.float32)
     model.probabilities(images)
@@ -266,14 +268,16 @@ def default_batches(depth):
 def bench_network(depth, opts, dtype, work_dir):
     """Time every mode of ResNet-``depth``; returns the record of its medians."""
     import symbols
-    from common import fit
     from symbols import fusion
+    from training.benchmark import SyntheticIter
+    from training.devices import get_contexts
+    from training.module import build_symbol
     args = project_args(depth, opts.batch_size, opts.gpus, dtype)
-    symbol = fit.build_symbol(args)
+    symbol = build_symbol(args)
     batches = opts.batches or default_batches(depth)
     real = cifar_iter(opts.data_dir, batches, opts.batch_size)
-    synthetic = fit.SyntheticIter(10, (opts.batch_size, 3, 32, 32), batches)
-    contexts = fit.get_contexts(args)
+    synthetic = SyntheticIter(10, (opts.batch_size, 3, 32, 32), batches)
+    contexts = get_contexts(args)
     mod = project_module(args, symbol, synthetic, contexts)
     timers = {"real": lambda r: time_loop(mod, real, r),
               "synthetic": lambda r: time_loop(mod, synthetic, r),
@@ -397,20 +401,22 @@ def rss_mib(field):
 
 def memory_child(depth, batch_size, framework, mirror, gpus):
     """Train one batch in this (fresh) process; print its peak memory as JSON."""
-    from common import fit
+    from training.benchmark import SyntheticIter, peak_memory
+    from training.devices import get_contexts
+    from training.module import build_symbol
     baseline = rss_mib("VmRSS")
     if framework == "torch":
         args = project_args(depth, batch_size)
-        peer(depth, fit.build_symbol(args), batch_size, torch_device(gpus))(1)
+        peer(depth, build_symbol(args), batch_size, torch_device(gpus))(1)
         result = {}
     else:
         args = project_args(depth, batch_size, gpus, mirror=mirror,
                             fusion=framework != "unfused")
-        data = fit.SyntheticIter(10, (batch_size, 3, 32, 32), 1)
-        contexts = fit.get_contexts(args)
-        mod = project_module(args, fit.build_symbol(args), data, contexts)
+        data = SyntheticIter(10, (batch_size, 3, 32, 32), 1)
+        contexts = get_contexts(args)
+        mod = project_module(args, build_symbol(args), data, contexts)
         time_bare(mod, data.batch, 1)
-        result = fit.peak_memory(contexts) if gpus else {}
+        result = peak_memory(contexts) if gpus else {}
     result.update(baseline_rss_mib=baseline, peak_rss_mib=rss_mib("VmHWM"))
     print(json.dumps(result))
 
@@ -457,7 +463,7 @@ def ints(text):
 
 
 def parse_args(argv=None):
-    from common.args import Parser
+    from common.cli import Parser
     p = Parser(prog="bench_train.py", description=__doc__.splitlines()[0])
     p.add_argument("--depths", type=ints, default=[20, 56, 110, 164])
     p.add_argument("--batch-size", type=int, default=128)

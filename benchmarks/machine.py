@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from common.cli import Parser  # noqa: E402
 from common.cpu import core_cpus, this_cpu  # noqa: E402
 
 ACCUMULATORS = 12
@@ -247,7 +248,9 @@ def header_lines(info):
     return lines
 
 
-def main():
+def main(argv=None):
+    Parser(prog="machine.py", description="The CPU, its clock, and its measured FP32 "
+           "(and bfloat16) peak on 1..N cores.").parse_args(argv)
     cpu = this_cpu()
     cores = len(core_cpus())
     print(f"machine: {cpu.label(cores)}")

@@ -1,1 +1,2 @@
-"""Shared pieces of the project: the MXNet import, command-line plumbing, training."""
+"""The ground floor every package stands on: the one MXNet import, command-line plumbing,
+atomic files and locks, the CPU."""

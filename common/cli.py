@@ -1,9 +1,30 @@
-"""Command-line plumbing shared by every entry point: one-line errors, non-zero exits."""
+"""Command-line plumbing shared by every entry point: one-line errors, non-zero exits,
+the parser of the flags and of an image shape."""
+import argparse
 import sys
 
 
 class UsageError(ValueError):
     """Bad input from the user: reported in one line, never as a traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: ``prog: error: message``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_image_shape(image_shape):
+    """(channels, height, width) from a tuple or a string such as "3,32,32"."""
+    try:
+        shape = tuple(int(v) for v in (image_shape.split(",") if isinstance(image_shape, str)
+                                      else image_shape))
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be channels,height,width, got {image_shape!r}")
+    return shape
 
 
 def run_main(main, argv=None, prog=None):

@@ -21,9 +21,9 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+from common.cli import parse_image_shape
 from common.files import atomic_path
 from common.mx import mx
-from symbols import parse_image_shape
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 RGB_MEAN = (123.68, 116.779, 103.939)

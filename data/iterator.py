@@ -241,3 +241,24 @@ def _check_args(images, labels, batch_size, last_batch, num_parts, part_index, d
         raise ValueError(f"{len(images)} images cannot be split into {num_parts} parts")
     if str(dtype) not in DTYPES and getattr(dtype, "__name__", None) not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+
+
+def count_batches(data_iter):
+    """Batches per epoch of a CifarIter, ResizeIter or NDArrayIter."""
+    if hasattr(data_iter, "__len__"):
+        return len(data_iter)
+    if isinstance(data_iter, mx.io.ResizeIter):
+        return data_iter.size
+    if isinstance(data_iter, mx.io.NDArrayIter):
+        n, b = data_iter.num_data, data_iter.batch_size
+        return n // b if data_iter.last_batch_handle == "discard" else -(-n // b)
+    raise ValueError(f"cannot tell the batches per epoch of a {type(data_iter).__name__}; "
+                     "wrap it in mx.io.ResizeIter")
+
+
+def start_epoch(data_iter, epoch):
+    """Position ``data_iter`` at the beginning of ``epoch`` (exactly, where it can)."""
+    if hasattr(data_iter, "set_epoch"):
+        data_iter.set_epoch(epoch)
+    else:
+        data_iter.reset()

@@ -15,7 +15,7 @@ from common.cpu import check_dtype
 
 
 def parse_args(argv=None):
-    from common.args import Parser
+    from common.cli import Parser
     p = Parser(prog="python -m experiments", description=__doc__.splitlines()[0],
                allow_abbrev=False)  # the training script's flags pass through whole
     p.add_argument("table", nargs="?", help="table1, table2 or table3")
@@ -60,7 +60,7 @@ def list_rows():
 
 
 def status_main(argv):
-    from common.args import Parser
+    from common.cli import Parser
     p = Parser(prog="python -m experiments status",
                description="where the runs of a table (or any folder of runs) stand")
     p.add_argument("out", help="folder of the runs (--out of the table)")

@@ -21,12 +21,12 @@ import re
 import statistics
 import sys
 
-from common.checkpoint import read_metrics
-from common.cli import UsageError, run_main
+from common.cli import UsageError
 from common.files import write_json, write_text
 from experiments import findings as registry
-from experiments.presets import RECIPE
 from experiments.launch import is_done
+from experiments.presets import RECIPE
+from training.checkpoint import read_metrics
 
 VALIDATION_IMAGES = 1000
 PAPER_ITERATIONS, PAPER_WARMUP = RECIPE["num_iterations"], RECIPE["warmup_iterations"]
@@ -410,7 +410,7 @@ def list_findings():
 
 
 def parse_args(argv=None):
-    from common.args import Parser
+    from common.cli import Parser
     from experiments.launch import add_launch_args
     p = Parser(prog="python -m experiments findings",
                description="Measure the papers' findings on CIFAR-10 and judge them.")
@@ -438,7 +438,3 @@ def main(argv=None):
     for r in records:
         print(f"{r['id']}: {r['verdict']}")
     print(f"wrote {os.path.join(args.out, 'findings.md')}")
-
-
-if __name__ == "__main__":
-    run_main(main, prog="python -m experiments findings")

@@ -23,9 +23,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from common.checkpoint import CONFIG, METRICS, list_checkpoints
 from common.cli import UsageError
 from common.files import write_json
+from training.checkpoint import CONFIG, METRICS, list_checkpoints
 
 DONE = "done.json"
 LAUNCH = "launch.json"
@@ -70,7 +70,7 @@ def add_launch_args(parser):
 
 def parse_launch_args(argv=()):
     """The launch flags parsed from ``argv`` alone (their defaults for ``()``)."""
-    from common.args import Parser
+    from common.cli import Parser
     parser = Parser(prog="launch")
     add_launch_args(parser)
     return parser.parse_args(list(argv))

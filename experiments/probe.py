@@ -15,8 +15,8 @@ import re
 import numpy as np
 
 from common.cli import UsageError, run_main
-from common.fit import initializer
 from common.mx import mx
+from training.module import initializer
 
 PROBE = re.compile(r"^stage(\d+)_unit(\d+)_probe$")
 

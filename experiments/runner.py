@@ -14,11 +14,12 @@ import statistics
 import subprocess
 import sys
 
-from common.checkpoint import list_checkpoints, read_metrics
 from common.files import lock_dir, write_json, write_text
 from experiments.launch import DONE, describe_status, is_done, launch, parse_launch_args
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
 from experiments.status import PLAN
+from training.checkpoint import list_checkpoints, read_metrics
+
 # A budget run keeps the recipe's shape (steps at 1/2 and 3/4, warm-up share) on
 # shallow nets of the same branch type.
 BUDGET_DEPTHS = {"basic": 20, "bottleneck": 29}

@@ -11,9 +11,8 @@ import json
 import os
 import statistics
 
-from common.checkpoint import CONFIG, METRICS, read_metrics
-from experiments.launch import (DONE, LAUNCH, describe_status, read_launch, run_state,
-                                slurm_states)
+from experiments.launch import DONE, LAUNCH, describe_status, read_launch, run_state, slurm_states
+from training.checkpoint import CONFIG, METRICS, read_metrics
 
 PLAN = "plan.json"
 RUN_FILES = (DONE, LAUNCH, CONFIG, METRICS)

@@ -4,6 +4,7 @@ Training loss is dashed on the left axis, test error solid on the right axis, on
 colour per run. Figures are drawn with the Agg canvas directly, so importing this
 module leaves matplotlib's global backend alone.
 """
+import logging
 import os
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -94,6 +95,16 @@ def plot_runs(run_dirs, out_prefix, x="epoch", labels=None, title=None):
     for path in paths:
         save_figure(fig, path)
     return paths
+
+
+def draw_curves(run_dir):
+    """The curves of one run into ``run_dir/curves.png`` and ``.pdf`` (what a training
+    script draws when it ends); a failure here only warns, so the run's results survive
+    a plotting problem."""
+    try:
+        plot_runs([run_dir], os.path.join(run_dir, "curves"))
+    except Exception as err:
+        logging.warning("curves not drawn: %s", err)
 
 
 def _fmt(value):

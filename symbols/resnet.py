@@ -1,4 +1,5 @@
 """Stacking residual units into CIFAR and ImageNet ResNets, and the public entry point."""
+from common.cli import parse_image_shape
 from common.mx import mx
 from symbols import layers
 from symbols.shortcuts import get_shortcut
@@ -19,18 +20,6 @@ IMAGENET_WIDTHS = {"basic": (64, 128, 256, 512), "bottleneck": (256, 512, 1024, 
 CIFAR_WIDTHS = {"basic": (16, 32, 64), "bottleneck": (64, 128, 256)}
 CIFAR_DEPTHS = {"basic": (6, (20, 32, 44, 56, 110, 1202)), "bottleneck": (9, (164, 1001))}
 PROJECTIONS = ("A", "B", "C")
-
-
-def parse_image_shape(image_shape):
-    """(channels, height, width) from a tuple or a string such as "3,32,32"."""
-    try:
-        shape = tuple(int(v) for v in (image_shape.split(",") if isinstance(image_shape, str)
-                                      else image_shape))
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image_shape must be channels,height,width, got {image_shape!r}")
-    return shape
 
 
 def cifar_layout(num_layers, bottleneck):

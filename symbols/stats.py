@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from symbols.resnet import parse_image_shape
+from common.cli import parse_image_shape
 
 INPUTS = ("data", "softmax_label")
 

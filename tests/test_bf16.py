@@ -9,15 +9,17 @@ import pytest
 
 import symbols
 import train_cifar
-from common import checkpoint as ckpt
-from common import cpu, fit
+from common import cpu
 from common.cli import UsageError
 from common.mx import mx
-from common.schedule import StepSchedule
 from symbols.fusion import fuse_bn_relu
 from symbols.precision import bfloat16_graph
 from tests.cpuinfo_samples import SAPPHIRE_RAPIDS, ZEN3, ZEN4
 from tests.train_support import TINY, run_script
+from training import checkpoint as ckpt
+from training.benchmark import SyntheticIter
+from training.module import build_symbol, create_module
+from training.schedule import StepSchedule
 
 BF16 = mx.contrib.amp.amp.bfloat16  # MXNet's NumPy type for bfloat16
 HERE = cpu.this_cpu()
@@ -182,14 +184,14 @@ def tiny_args(tmp_path, dtype="bfloat16", extra=()):
 
 
 def tiny_module(args, batch=4):
-    data = fit.SyntheticIter(10, (batch, 3, 32, 32), 2)
-    symbol = fit.build_symbol(args)
-    return fit.create_module(args, symbol, data, [mx.cpu()], "local", StepSchedule(args.lr)), \
+    data = SyntheticIter(10, (batch, 3, 32, 32), 2)
+    symbol = build_symbol(args)
+    return create_module(args, symbol, data, [mx.cpu()], "local", StepSchedule(args.lr)), \
         symbol, data
 
 
 def test_network_and_hash_are_those_of_float32(tmp_path):
-    bf16, f32 = fit.build_symbol(tiny_args(tmp_path)), fit.build_symbol(tiny_args(tmp_path, "float32"))
+    bf16, f32 = build_symbol(tiny_args(tmp_path)), build_symbol(tiny_args(tmp_path, "float32"))
     assert bf16.tojson() == f32.tojson()
     assert ckpt.symbol_hash(bf16) == ckpt.symbol_hash(f32)
 

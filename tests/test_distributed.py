@@ -8,18 +8,18 @@ import threading
 import numpy as np
 import pytest
 
-from common import checkpoint as ckpt
-from common import launch
 from common.mx import mx
 from data.synthetic import make_synthetic_cifar
 from tests.train_support import ROOT, run_script
+from training import checkpoint as ckpt
+from training import launch
 
 
 def run_job(argv, timeout=240):
     """Run the launcher in its own session; kill the whole job if it outlives ``timeout``."""
     # four processes share this machine's cores: one OpenMP thread each
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "common.launch"] + argv, cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "training.launch"] + argv, cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -54,23 +54,23 @@ def test_dist_sync_workers_end_with_identical_parameters(tmp_path):
         assert '"num_workers": 2' in f.read()
     # the evaluation added up over the workers' halves is that of the whole test set
     import data
-    from common import fit
+    from training.evaluation import eval_module, evaluate
     _, val = data.get_cifar_iters(data_dir, batch_size=16, prefetch=False)
     symbol, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 1)
-    tester = fit.eval_module(symbol, val, [mx.cpu()])
+    tester = eval_module(symbol, val, [mx.cpu()])
     tester.set_params(arg, aux)
-    whole = fit.evaluate(tester, val)
+    whole = evaluate(tester, val)
     assert whole["val_acc"] == pytest.approx(records[0][-1]["val_acc"], abs=1e-9)
     assert whole["val_loss"] == pytest.approx(records[0][-1]["val_loss"], rel=1e-5)
 
 
 def test_launcher_usage_errors_are_one_line():
-    result = run_script(["-m", "common.launch", "-n", "2"])
+    result = run_script(["-m", "training.launch", "-n", "2"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "python3 -m common.launch: error: give the command to run, e.g. python3 "
+        "python3 -m training.launch: error: give the command to run, e.g. python3 "
         "train_cifar.py --kv-store dist_sync ..."]
-    result = run_script(["-m", "common.launch", "-n", "2", "--launcher", "ssh", "true"])
+    result = run_script(["-m", "training.launch", "-n", "2", "--launcher", "ssh", "true"])
     assert result.returncode == 2 and "needs -H HOSTFILE" in result.stderr
 
 

@@ -8,10 +8,10 @@ import pytest
 
 import symbols
 import train_cifar
-from common.checkpoint import read_metrics
-from common.fit import build_symbol
 from experiments import presets, runner
 from experiments.presets import FAIL, TABLES
+from training.checkpoint import read_metrics
+from training.module import build_symbol
 
 ALL = [p for rows in TABLES.values() for p in rows]
 

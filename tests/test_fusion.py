@@ -7,12 +7,13 @@ import pytest
 
 import symbols
 import train_cifar
-from common import fit
 from common.mx import mx
-from common.schedule import StepSchedule
 from symbols.fusion import FUSED_OP, can_fuse, fuse_bn_relu, training_symbol
 from symbols.shortcuts import SHORTCUTS
 from symbols.units import UNITS
+from training.devices import sync_params
+from training.module import build_symbol, create_module
+from training.schedule import StepSchedule
 
 CIFAR = (3, 32, 32)
 
@@ -123,13 +124,13 @@ def test_training_modules_fuse_on_cpus_only_and_match_the_unfused_run():
     params = []
     for flags in ([], ["--no-fusion"]):
         args = train_cifar.parse_args(["--benchmark", "--num-layers", "8"] + flags)
-        symbol = fit.build_symbol(args)
-        mod = fit.create_module(args, symbol, it, [mx.cpu()], "local", StepSchedule(args.lr))
+        symbol = build_symbol(args)
+        mod = create_module(args, symbol, it, [mx.cpu()], "local", StepSchedule(args.lr))
         assert (FUSED_OP in ops(mod.symbol)) == (not flags)
         for batch in data:
             mod.forward_backward(batch)
             mod.update()
-        params.append(fit.sync_params(mod, "local", 1))
+        params.append(sync_params(mod, "local", 1))
     (arg, aux), (plain_arg, plain_aux) = params
     for name in plain_arg:
         np.testing.assert_allclose(arg[name].asnumpy(), plain_arg[name].asnumpy(),

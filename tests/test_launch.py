@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from common.checkpoint import read_metrics
 from common.cli import UsageError
 from experiments import launch, status
-from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar,
-                                  wait_for, without_timings)
+from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar, wait_for,
+                                  without_timings)
+from training.checkpoint import read_metrics
 
 TWO_CORES = pytest.mark.skipif(len(launch.available_cores()) < 2,
                                reason="needs two cores for two runs at once")

@@ -17,15 +17,15 @@ ort = pytest.importorskip("onnxruntime",
 
 import symbols  # noqa: E402
 import train_cifar  # noqa: E402
-from common import checkpoint as ckpt  # noqa: E402
-from common import onnx_export  # noqa: E402
 from common.cli import run_main  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
-from common.predict import Classifier, export_model, inference_symbol, load_image  # noqa: E402
-from common.predict import main as predict_main  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.train_support import TINY  # noqa: E402
+from training import checkpoint as ckpt  # noqa: E402
+from training import onnx_export  # noqa: E402
+from training.predict import Classifier, export_model, inference_symbol, load_image  # noqa: E402
+from training.predict import main as predict_main  # noqa: E402
 
 BOUND = onnx_export.PROB_TOL
 MEAN, STD = [125.3, 123.0, 113.9], [63.0, 62.1, 66.7]
@@ -150,9 +150,10 @@ def test_batchnorm_statistics_reach_the_onnx_graph(generated_cifar10, tmp_path):
 
 def test_an_imagenet_export_is_checked_on_its_validation_images(generated_cifar10, tmp_path):
     # val.rec's first images, resized and centre-cropped as evaluation does, then generated
-    import data
     from PIL import Image
-    from common.predict import check_images, preprocess
+
+    import data
+    from training.predict import check_images, preprocess
     pixels = data.load_batch(os.path.join(generated_cifar10, "test_batch"))[0][:3]
     for i, image in enumerate(pixels):
         os.makedirs(tmp_path / "images" / f"class{i}")
@@ -233,7 +234,7 @@ def test_the_batch_size_is_dynamic(generated_cifar10, tmp_path):
 
 
 def classify_lines(args, capsys):
-    """stdout lines of ``python3 -m common.predict classify ARGS``."""
+    """stdout lines of ``python3 -m training.predict classify ARGS``."""
     assert predict_main(["classify"] + args) == 0
     return capsys.readouterr().out.splitlines()
 
@@ -241,6 +242,7 @@ def classify_lines(args, capsys):
 def image_files(cifar_folder, folder, count=4):
     """PNG files of test images, and a larger non-square JPEG (resized and cropped)."""
     from PIL import Image
+
     from data.cifar import load_cifar
     os.makedirs(folder, exist_ok=True)
     paths = []
@@ -278,8 +280,8 @@ def test_onnx_classify_needs_no_mxnet(generated_cifar10, tmp_path, capsys):
     paths = image_files(generated_cifar10, tmp_path / "images", count=2)
     expected = classify_lines([export, "--top-k", "2"] + paths, capsys)
     code = ("import sys; sys.modules['mxnet'] = None\n"  # any import of MXNet now fails
-            "from common.cli import run_main; from common.predict import main\n"
-            "run_main(main, sys.argv[1:], prog='common.predict')\n"
+            "from common.cli import run_main; from training.predict import main\n"
+            "run_main(main, sys.argv[1:], prog='training.predict')\n"
             "assert not any(m.startswith('mxnet') for m in sys.modules if sys.modules[m])")
     result = subprocess.run([sys.executable, "-c", code, "classify", export, "--onnx",
                              "--top-k", "2"] + paths, cwd=ROOT, capture_output=True, text=True,
@@ -292,10 +294,10 @@ def test_onnx_classify_needs_no_mxnet(generated_cifar10, tmp_path, capsys):
 
 def onnx_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_main(predict_main, argv, prog="common.predict")
+        run_main(predict_main, argv, prog="training.predict")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("common.predict: error: ")
+    assert len(err) == 1 and err[0].startswith("training.predict: error: ")
     return err[0]
 
 

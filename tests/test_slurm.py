@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
-from common.checkpoint import read_metrics
 from experiments import launch, status
-from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar,
-                                  wait_for, without_timings)
+from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar, wait_for,
+                                  without_timings)
 from tests.slurm_cluster import SlurmCluster, why_not_available
+from training.checkpoint import read_metrics
 
 
 @pytest.fixture(scope="session")

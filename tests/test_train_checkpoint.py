@@ -8,9 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from common import checkpoint as ckpt
 from common.files import atomic_path, write_json
 from common.mx import mx
+from training import checkpoint as ckpt
 
 
 def tiny_symbol(hidden=4):

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import train_cifar
-from common import checkpoint as ckpt
 from common.cli import run_main
 from common.mx import mx
 from tests.train_support import ROOT, TINY, hold_in_child, run_script, small_cifar
+from training import checkpoint as ckpt
 
 TIMINGS = ("epoch_seconds", "samples_per_sec")
 
@@ -162,9 +162,9 @@ def test_missing_data_fails_in_one_line_from_the_command_line(tmp_path):
 
 def test_export_and_predict_classify_image_files(run3, tmp_path, capsys):
     import matplotlib.image
-    from common.predict import Classifier, export_model
-    from common.predict import main as predict_main
-    from common.predict import load_image
+
+    from training.predict import Classifier, export_model, load_image
+    from training.predict import main as predict_main
     out = copy_run(run3, tmp_path)
     model_dir = export_model(out)
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -191,9 +191,9 @@ def test_export_and_predict_classify_image_files(run3, tmp_path, capsys):
 
 
 def test_predict_errors_are_one_line(tmp_path, capsys):
-    from common.predict import main as predict_main
+    from training.predict import main as predict_main
     with pytest.raises(SystemExit) as exit_info:
-        run_main(predict_main, ["classify", str(tmp_path), "x.png"], prog="common.predict")
+        run_main(predict_main, ["classify", str(tmp_path), "x.png"], prog="training.predict")
     assert exit_info.value.code == 2
     assert "not an export folder" in capsys.readouterr().err
 
@@ -335,7 +335,7 @@ def test_resume_with_changed_settings_warns_naming_them(run3, cifar, tmp_path, c
 
 
 def test_export_skips_a_damaged_checkpoint_and_names_a_corrupt_config(run3, tmp_path, caplog):
-    from common.predict import export_model
+    from training.predict import export_model
     out = copy_run(run3, tmp_path)
     with open(os.path.join(out, "model-0003.params"), "r+b") as f:
         f.truncate(1000)

@@ -2,9 +2,10 @@
 import numpy as np
 
 import train_cifar
-from common import fit
 from common.mx import mx
-from common.schedule import StepSchedule
+from training.devices import create_kvstore, get_contexts, kvstore_type, sync_params
+from training.module import build_symbol, create_module
+from training.schedule import StepSchedule
 
 
 def no_bn_net():
@@ -20,12 +21,12 @@ def no_bn_net():
 def train_steps(symbol, contexts, batches, args):
     it = mx.io.NDArrayIter(np.zeros((8, 3, 8, 8)), np.zeros(8), batch_size=8,
                            label_name="softmax_label")
-    kv, _, _ = fit.create_kvstore(args)
-    mod = fit.create_module(args, symbol, it, contexts, kv, StepSchedule(args.lr))
+    kv, _, _ = create_kvstore(args)
+    mod = create_module(args, symbol, it, contexts, kv, StepSchedule(args.lr))
     for batch in batches:
         mod.forward_backward(batch)
         mod.update()
-    return fit.sync_params(mod, kv, len(contexts))
+    return sync_params(mod, kv, len(contexts))
 
 
 def batches(count=3):
@@ -51,16 +52,16 @@ def test_batchnorm_statistics_are_averaged_over_contexts():
     # With BatchNorm each device normalises its half batch: the results differ from one
     # device, but the devices end with identical parameters and statistics.
     args = train_cifar.parse_args(["--benchmark", "--num-layers", "8"])
-    symbol = fit.build_symbol(args)
+    symbol = build_symbol(args)
     rng = np.random.default_rng(1)
     data = [mx.io.DataBatch([mx.nd.array(rng.standard_normal((8, 3, 32, 32)))],
                             [mx.nd.array(rng.integers(0, 10, 8))])]
     it = mx.io.NDArrayIter(data[0].data[0], data[0].label[0], 8, label_name="softmax_label")
-    mod = fit.create_module(args, symbol, it, [mx.cpu(0), mx.cpu(1)], "local",
+    mod = create_module(args, symbol, it, [mx.cpu(0), mx.cpu(1)], "local",
                             StepSchedule(0.1))
     mod.forward_backward(data[0])
     mod.update()
-    _, aux = fit.sync_params(mod, "local", 2)
+    _, aux = sync_params(mod, "local", 2)
     per_device = mod._exec_group.aux_arrays  # [statistic][device], no public accessor
     for name, (first, second) in zip(symbol.list_auxiliary_states(), per_device):
         np.testing.assert_array_equal(first.asnumpy(), second.asnumpy())
@@ -70,5 +71,5 @@ def test_batchnorm_statistics_are_averaged_over_contexts():
 
 def test_cpus_flag_makes_cpu_contexts():
     args = train_cifar.parse_args(["--benchmark", "--num-layers", "8", "--cpus", "2"])
-    assert fit.get_contexts(args) == [mx.cpu(0), mx.cpu(1)]
-    assert fit.kvstore_type(args) == "local"
+    assert get_contexts(args) == [mx.cpu(0), mx.cpu(1)]
+    assert kvstore_type(args) == "local"

@@ -8,9 +8,9 @@ from PIL import Image
 
 import data
 import train_imagenet
-from common import checkpoint as ckpt
-from common.args import check_num_classes
 from common.cli import UsageError, run_main
+from training import checkpoint as ckpt
+from training.args import check_num_classes
 
 
 def test_defaults_are_the_papers_recipe():

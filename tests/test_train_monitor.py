@@ -4,8 +4,8 @@ import logging
 import numpy as np
 import pytest
 
-from common.monitor import Progress, RunningStats
 from common.mx import mx
+from training.monitor import Progress, RunningStats
 
 
 def probs_and_labels():

@@ -1,7 +1,7 @@
 """The learning-rate schedule: the papers' steps and warm-up, iterations vs epochs."""
 import pytest
 
-from common.schedule import StepSchedule, default_warmup, parse_ints, plan
+from training.schedule import StepSchedule, default_warmup, parse_ints, plan
 
 
 def test_cifar_recipe_steps_at_32k_and_48k():

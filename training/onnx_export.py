@@ -131,6 +131,7 @@ def export_onnx(net, arg, aux, images, path, variant):
     """
     require()
     import onnx
+
     from common.mx import mx
     install_converters()
     images = np.ascontiguousarray(images, dtype=np.float32)

@@ -1,13 +1,13 @@
 """Export a trained network for inference, and classify image files with it.
 
-    python3 -m common.predict export runs/r110            # -> runs/r110/export
-    python3 -m common.predict classify runs/r110/export cat.png ship.jpg [--onnx]
+    python3 -m training.predict export runs/r110            # -> runs/r110/export
+    python3 -m training.predict classify runs/r110/export cat.png ship.jpg [--onnx]
 
 An export folder holds ``model-symbol.json`` and ``model-0000.params`` (loadable with
 ``mx.model.load_checkpoint(prefix, 0)``; the output is the softmax ``prob``, no label
 input), ``model.json`` with the class names and the preprocessing of training, and, where
 onnx and onnxruntime are installed, ``model.onnx``: the same network, checked against
-MXNet when it was written (``common.onnx_export``). Classifying with ``--onnx`` runs
+MXNet when it was written (``training.onnx_export``). Classifying with ``--onnx`` runs
 onnxruntime and needs no MXNet.
 """
 import json
@@ -68,7 +68,9 @@ def data_images(config, pre, count):
             return normalise(images.transpose(0, 2, 3, 1), pre).transpose(0, 3, 1, 2)
         if config.get("data_dir"):
             import io
+
             from PIL import Image
+
             from common.mx import mx
             from data.imagenet import rec_paths
             record = mx.recordio.MXRecordIO(rec_paths(config["data_dir"])[1], "r")
@@ -101,11 +103,11 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
     returns the export folder (default ``run_dir/export``).
 
     With ``onnx`` (the default) and onnx and onnxruntime installed, also ``model.onnx``,
-    checked first (``common.onnx_export.export_onnx``): where onnxruntime disagrees with
+    checked first (``training.onnx_export.export_onnx``): where onnxruntime disagrees with
     MXNet, the MXNet files are kept, no ``model.onnx`` is, and ``ValueError`` says why.
     Without those packages, a warning line says how to get them."""
-    from common import checkpoint as ckpt
     from common.mx import mx
+    from training import checkpoint as ckpt
     manifest = ckpt.find_intact_checkpoint(run_dir, epoch)  # files read back first
     if manifest is None:
         raise ValueError(f"no complete checkpoint in {run_dir}")
@@ -147,7 +149,7 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
 
 def remove_onnx(out_dir):
     """Delete a ``model.onnx`` left by an earlier export: it would not match the new one."""
-    from common.onnx_export import ONNX_FILE
+    from training.onnx_export import ONNX_FILE
     path = os.path.join(out_dir, ONNX_FILE)
     if os.path.exists(path):
         os.remove(path)
@@ -156,7 +158,7 @@ def remove_onnx(out_dir):
 def write_onnx(net, arg, aux, config, out_dir):
     """Export ``model.onnx`` checked on ``check_images``; returns what model.json records
     of it (None, with a warning line, where onnx or onnxruntime is missing)."""
-    from common import onnx_export
+    from training import onnx_export
     remove_onnx(out_dir)
     try:
         onnx_export.require()
@@ -207,7 +209,7 @@ def read_info(model_dir):
     info_path = os.path.join(model_dir, INFO)
     if not os.path.isfile(info_path):
         raise FileNotFoundError(f"{model_dir} is not an export folder (no {INFO}); "
-                                "make one with: python3 -m common.predict export RUN_DIR")
+                                "make one with: python3 -m training.predict export RUN_DIR")
     with open(info_path) as f:
         return json.load(f)
 
@@ -222,7 +224,7 @@ class Classifier:
         self.shape = tuple(self.info["preprocess"]["image_shape"])
         self.session = self.mod = None
         if backend == "onnx":
-            from common.onnx_export import ONNX_FILE, Session
+            from training.onnx_export import ONNX_FILE, Session
             record = self.info.get("onnx")
             if not record:
                 raise FileNotFoundError(f"{model_dir} has no {ONNX_FILE}: export again with "
@@ -257,8 +259,8 @@ class Classifier:
 
 
 def parse_args(argv=None):
-    from common.args import Parser
-    p = Parser(prog="python3 -m common.predict", description=__doc__.splitlines()[0])
+    from common.cli import Parser
+    p = Parser(prog="python3 -m training.predict", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="write a run's checkpoint for inference")
     e.add_argument("run_dir")
@@ -298,4 +300,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, prog="common.predict")
+    run_main(main, prog="training.predict")

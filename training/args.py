@@ -2,7 +2,6 @@
 pattern): each script adds the groups, its own data flags, and per-dataset defaults with
 ``parser.set_defaults``; ``check_args`` turns bad combinations into one-line errors.
 """
-import argparse
 import logging
 
 from common.cli import UsageError
@@ -11,13 +10,6 @@ from common.cpu import check_dtype
 OPTIMIZERS = ("nag", "sgd")
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
 log = logging.getLogger(__name__)
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line: ``prog: error: message``, exit 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def add_model_args(parser):

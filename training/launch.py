@@ -1,6 +1,6 @@
 """Launch a distributed job with the tracker MXNet ships (``dmlc_tracker``).
 
-    python3 -m common.launch -n 2 -s 1 --launcher local \\
+    python3 -m training.launch -n 2 -s 1 --launcher local \\
         python3 train_cifar.py --kv-store dist_sync --data-dir cifar --num-layers 20 ...
 
 starts a scheduler, ``-s`` parameter servers and ``-n`` workers running the command
@@ -69,8 +69,8 @@ def watch_local_job(timeout):
 
 
 def parse_args(argv=None):
-    from common.args import Parser
-    p = Parser(prog="python3 -m common.launch", description=__doc__.splitlines()[0])
+    from common.cli import Parser
+    p = Parser(prog="python3 -m training.launch", description=__doc__.splitlines()[0])
     p.add_argument("-n", "--num-workers", required=True, type=int, help="worker processes")
     p.add_argument("-s", "--num-servers", type=int, help="server processes (default: -n)")
     p.add_argument("-H", "--hostfile", help="hosts, one a line (ssh, mpi)")
@@ -148,4 +148,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from common.cli import run_main
-    sys.exit(run_main(main, prog="common.launch"))
+    sys.exit(run_main(main, prog="training.launch"))
