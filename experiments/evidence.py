@@ -22,9 +22,9 @@ import statistics
 import sys
 
 from common.cli import UsageError
-from common.files import write_json, write_text
+from common.files import lock_dir, write_json, write_text
 from experiments import findings as registry
-from experiments.launch import is_done
+from experiments.launch import RUNNER_LOCK, is_done
 from experiments.presets import RECIPE
 from training.checkpoint import read_metrics
 
@@ -379,26 +379,27 @@ def run_findings(data_dir, out_dir, only=None, seeds=3, quick=False, launch_args
     selected = registry.get_findings(only)
     _, labels = load_cifar(cifar_folder(data_dir, "cifar10"))
     scale = Scale(quick, len(labels))
-    os.makedirs(out_dir, exist_ok=True)
-    if quick:
-        log(QUICK_WARNING)
-    for finding in selected:
-        if finding.protocol.kind == "probe":
-            run_probe(finding, out_dir, data_dir, scale, seeds, log)
-    failures = launch(training_runs(selected, out_dir, data_dir, scale, seeds),
-                      launch_args or parse_launch_args(), log,
-                      slurm_folder=os.path.join(out_dir, "slurm"))
-    for f in failures:
-        log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
-    records = []
-    for finding in selected:
-        record, measured = finding_record(finding, out_dir, scale, seeds)
-        if any(measured.values()):
-            draw(finding, out_dir, scale, seeds, measured)
-        records.append(record)
-    write_json(os.path.join(out_dir, "findings.json"), records)
-    write_text(os.path.join(out_dir, "findings.md"), markdown(records, scale, seeds))
-    return records
+    # one findings run per OUT at a time (each training locks its own folder)
+    with lock_dir(out_dir, RUNNER_LOCK):
+        if quick:
+            log(QUICK_WARNING)
+        for finding in selected:
+            if finding.protocol.kind == "probe":
+                run_probe(finding, out_dir, data_dir, scale, seeds, log)
+        failures = launch(training_runs(selected, out_dir, data_dir, scale, seeds),
+                          launch_args or parse_launch_args(), log,
+                          slurm_folder=os.path.join(out_dir, "slurm"))
+        for f in failures:
+            log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
+        records = []
+        for finding in selected:
+            record, measured = finding_record(finding, out_dir, scale, seeds)
+            if any(measured.values()):
+                draw(finding, out_dir, scale, seeds, measured)
+            records.append(record)
+        write_json(os.path.join(out_dir, "findings.json"), records)
+        write_text(os.path.join(out_dir, "findings.md"), markdown(records, scale, seeds))
+        return records
 
 
 def list_findings():

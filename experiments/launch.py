@@ -30,6 +30,7 @@ from training.checkpoint import CONFIG, METRICS, list_checkpoints
 DONE = "done.json"
 LAUNCH = "launch.json"
 LOG = "train.log"
+RUNNER_LOCK = ".runner.lock"  # OUT/.runner.lock, held while a table or the findings run
 LAUNCHERS = ("local", "slurm")
 POLL_SECONDS = 0.2
 STOP_SECONDS = 10  # how long stopped children get to exit before SIGKILL

@@ -15,7 +15,8 @@ import subprocess
 import sys
 
 from common.files import lock_dir, write_json, write_text
-from experiments.launch import DONE, describe_status, is_done, launch, parse_launch_args
+from experiments.launch import (DONE, RUNNER_LOCK, describe_status, is_done, launch,
+                                parse_launch_args)
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
 from experiments.status import PLAN
 from training.checkpoint import list_checkpoints, read_metrics
@@ -23,7 +24,6 @@ from training.checkpoint import list_checkpoints, read_metrics
 # A budget run keeps the recipe's shape (steps at 1/2 and 3/4, warm-up share) on
 # shallow nets of the same branch type.
 BUDGET_DEPTHS = {"basic": 20, "bottleneck": 29}
-RUNNER_LOCK = ".runner.lock"  # OUT/.runner.lock, held while run_table runs
 BUDGET_WARNING = ("BUDGET RUN: fewer iterations, shallower nets and a subset of the data; "
                   "not comparable with the paper")
 

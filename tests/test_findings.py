@@ -212,3 +212,19 @@ def test_findings_that_train_the_same_network_share_its_runs(tmp_path):
     cmd = dict(runs)[evidence.run_dir(str(tmp_path), f3, f3.rows[0], scale, 2)]
     assert cmd[cmd.index("--seed") + 1] == "2" and "--validation-images" in cmd
     assert cmd[cmd.index("--num-iters") + 1] == str(6 * (4085 // 128))
+
+
+def test_a_findings_folder_in_use_is_refused(generated_cifar10, tmp_path):
+    from common.files import FolderLockedError
+    from experiments.launch import RUNNER_LOCK
+    from train_support import hold_in_child
+    out = tmp_path / "findings"
+    holder = hold_in_child(out, RUNNER_LOCK)
+    try:
+        with pytest.raises(FolderLockedError, match=f"{out} is in use by process {holder.pid}"):
+            evidence.run_findings(generated_cifar10, str(out), ["F1", "F5"], seeds=1,
+                                  quick=True, log=lambda _: None)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert os.listdir(out) == [RUNNER_LOCK]  # no probe, no run started
