@@ -1,7 +1,8 @@
 """train_cifar.py end to end on a generated CIFAR-10 folder (and, where it exists, on images
 of the real sample): the loss drops, the run directory is complete, kill -9 + --resume equals
 an uninterrupted run, NaN stops the run, bad flags fail in one line, export and predict, the
-synthetic benchmark; flags that contradict the data, damaged checkpoints, a locked run."""
+synthetic benchmark; flags that contradict the data, damaged checkpoints, a locked run; the
+curves a run draws."""
 import json
 import logging
 import os
@@ -349,3 +350,23 @@ def test_export_skips_a_damaged_checkpoint_and_names_a_corrupt_config(run3, tmp_
         f.write('{"preprocess": ')
     with pytest.raises(ValueError, match=f"^{config}: not valid JSON"):
         export_model(out)
+
+
+def test_a_run_draws_its_curves_and_a_plotting_failure_only_warns(cifar, tmp_path, caplog,
+                                                                  monkeypatch):
+    flags = ["--data-dir", cifar, "--num-epochs", "1"] + [f for f in TINY if f != "--no-plots"]
+    out = str(tmp_path / "drawn")
+    train_cifar.main(flags + ["--output-dir", out])
+    for ext in ("png", "pdf"):
+        assert os.path.getsize(os.path.join(out, f"curves.{ext}")) > 1000
+    import plots.curves
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no canvas")
+    monkeypatch.setattr(plots.curves, "plot_runs", broken)
+    out = str(tmp_path / "not_drawn")
+    with caplog.at_level(logging.WARNING):
+        records = train_cifar.main(flags + ["--output-dir", out])
+    assert len(records) == 1 and "curves not drawn: no canvas" in caplog.text
+    assert sorted(ckpt.list_checkpoints(out)) == [1]
+    assert not os.path.exists(os.path.join(out, "curves.png"))
