@@ -54,6 +54,6 @@ def mxnet_message(err):
     """The first line of an MXNetError that says what went wrong, without C++ frames."""
     for line in str(err).splitlines():
         line = line.strip()
-        if line and not line.startswith(("Stack trace", "[bt]", "File ")):
-            return line.split("Check failed: ")[-1]
+        if line and not line.startswith(("Stack trace", "[bt]", "File ", "Traceback (")):
+            return line.removeprefix("MXNetError: ").split("Check failed: ")[-1]
     return type(err).__name__

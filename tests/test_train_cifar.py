@@ -199,6 +199,41 @@ def test_predict_errors_are_one_line(tmp_path, capsys):
     assert "not an export folder" in capsys.readouterr().err
 
 
+def test_classify_refuses_damaged_export_files_in_one_line(run3, tmp_path):
+    import matplotlib.image
+
+    from training.predict import INFO, PARAMS_FILE, SYMBOL_FILE, export_model
+    model_dir = export_model(copy_run(run3, tmp_path), onnx=False)
+    image = str(tmp_path / "cat.png")
+    matplotlib.image.imsave(image, np.zeros((32, 32, 3), np.uint8))
+
+    def classify_error(damage, name):
+        folder = str(tmp_path / f"{damage}_{name}")
+        shutil.copytree(model_dir, folder)
+        path = os.path.join(folder, name)
+        if damage == "unsummed":  # an export written before the sums: MXNet's own error
+            info = json.load(open(os.path.join(folder, INFO)))
+            del info["sha256"]
+            json.dump(info, open(os.path.join(folder, INFO), "w"))
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2 if name != INFO else 5)
+        out = run_script(["-m", "training.predict", "classify", folder, image])
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        [line] = out.stderr.strip().splitlines()
+        return line, path
+
+    for name in (PARAMS_FILE, SYMBOL_FILE):
+        line, path = classify_error("truncated", name)
+        assert line == (f"training.predict: error: {path} is corrupt: its SHA-256 differs "
+                        f"from the one recorded in {INFO} at export; export the run again")
+    line, path = classify_error("truncated", INFO)
+    assert line.startswith(f"training.predict: error: {path}: not valid JSON")
+    line, _ = classify_error("unsummed", PARAMS_FILE)
+    folder = str(tmp_path / f"unsummed_{PARAMS_FILE}")
+    assert line == (f"training.predict: error: {folder}: MXNet cannot load the export "
+                    "(fi->Read(data): Invalid NDArray file format); export the run again")
+
+
 def test_benchmark_trains_on_synthetic_data(capsys):
     result = train_cifar.main(["--benchmark", "--num-layers", "8", "--batch-size", "4",
                                "--benchmark-batches", "2"])

@@ -5,22 +5,23 @@
 
 An export folder holds ``model-symbol.json`` and ``model-0000.params`` (loadable with
 ``mx.model.load_checkpoint(prefix, 0)``; the output is the softmax ``prob``, no label
-input), ``model.json`` with the class names and the preprocessing of training, and, where
-onnx and onnxruntime are installed, ``model.onnx``: the same network, checked against
-MXNet when it was written (``training.onnx_export``). Classifying with ``--onnx`` runs
-onnxruntime and needs no MXNet.
+input), ``model.json`` with the class names, the preprocessing of training and the SHA-256
+of those two files (checked before they are loaded), and, where onnx and onnxruntime are
+installed, ``model.onnx``: the same network, checked against MXNet when it was written
+(``training.onnx_export``). Classifying with ``--onnx`` runs onnxruntime and needs no
+MXNet.
 """
-import json
 import logging
 import os
 
 import numpy as np
 
-from common.cli import UsageError, run_main
-from common.files import atomic_path, read_json, write_json
+from common.cli import UsageError, mxnet_message, run_main
+from common.files import atomic_path, file_sha256, read_json, write_json
 
 EXPORT = "export"
 INFO = "model.json"
+SYMBOL_FILE, PARAMS_FILE = "model-symbol.json", "model-0000.params"  # load_checkpoint(., 0)
 CHECK_IMAGES = 16  # images an ONNX export is checked on
 
 
@@ -121,13 +122,16 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
     arg, aux = ckpt.load_params(run_dir, manifest)
     names = set(net.list_arguments())
     arg = {k: v for k, v in arg.items() if k in names}
-    with atomic_path(os.path.join(out_dir, "model-symbol.json")) as tmp:
+    sums = {}
+    with atomic_path(os.path.join(out_dir, SYMBOL_FILE)) as tmp:
         net.save(tmp)
+        sums[SYMBOL_FILE] = file_sha256(tmp)
     params = {f"arg:{k}": v for k, v in arg.items()}
     params.update({f"aux:{k}": v for k, v in aux.items()})
-    with atomic_path(os.path.join(out_dir, "model-0000.params")) as tmp:
+    with atomic_path(os.path.join(out_dir, PARAMS_FILE)) as tmp:
         mx.nd.save(tmp, params)
-    info = {
+        sums[PARAMS_FILE] = file_sha256(tmp)
+    info = {"sha256": sums,
         "classes": config.get("classes") or [str(i) for i in range(config["num_classes"])],
         "preprocess": config["preprocess"], "epoch": manifest["epoch"],
         "run_dir": os.path.abspath(run_dir), "num_layers": config.get("num_layers"),
@@ -210,8 +214,19 @@ def read_info(model_dir):
     if not os.path.isfile(info_path):
         raise FileNotFoundError(f"{model_dir} is not an export folder (no {INFO}); "
                                 "make one with: python3 -m training.predict export RUN_DIR")
-    with open(info_path) as f:
-        return json.load(f)
+    return read_json(info_path)
+
+
+def check_files(model_dir, info):
+    """Refuse, in one line, an MXNet export file whose SHA-256 differs from the one
+    model.json recorded when it was written (exports without sums are not checked)."""
+    for name, digest in info.get("sha256", {}).items():
+        path = os.path.join(model_dir, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file; export the run again")
+        if file_sha256(path) != digest:
+            raise ValueError(f"{path} is corrupt: its SHA-256 differs from the one recorded "
+                             f"in {INFO} at export; export the run again")
 
 
 class Classifier:
@@ -234,7 +249,12 @@ class Classifier:
         if backend != "mxnet":
             raise ValueError(f"unknown backend {backend!r}; valid: mxnet, onnx")
         from common.mx import mx
-        sym, arg, aux = mx.model.load_checkpoint(os.path.join(model_dir, "model"), 0)
+        check_files(model_dir, self.info)
+        try:
+            sym, arg, aux = mx.model.load_checkpoint(os.path.join(model_dir, "model"), 0)
+        except mx.base.MXNetError as err:
+            raise ValueError(f"{model_dir}: MXNet cannot load the export "
+                             f"({mxnet_message(err)}); export the run again") from None
         self.mod = mx.mod.Module(sym, label_names=None, context=ctx or mx.cpu())
         self.mod.bind(data_shapes=[("data", (batch_size,) + self.shape)], for_training=False)
         self.mod.set_params(arg, aux)
