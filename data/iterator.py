@@ -4,7 +4,8 @@ Augmentation (He et al. 2015, Sec. 4.2, as in fb.resnet.torch): per-channel norm
 then 4 zero pixels of padding on each side, a random 32x32 crop and a random horizontal
 flip, chosen per image. Padding comes after normalisation, so padded pixels are exactly 0
 in what the network sees. Batches are built with whole-batch NumPy operations in a
-background thread while the model trains on the previous ones.
+background thread while the model trains on the previous ones. Two helpers work on any
+iterator the training loop is given: ``count_batches`` and ``start_epoch``.
 """
 import queue
 import threading
