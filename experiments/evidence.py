@@ -15,14 +15,13 @@ finished ones are skipped), launched as ``experiments.launch`` says (``--jobs``,
 ``--launcher slurm``, ...); gradient-flow measurements in ``OUT/probe``. Writes
 ``OUT/findings.json``, ``OUT/findings.md`` and ``OUT/figures/<id>.png|pdf``.
 """
-import json
 import os
 import re
 import statistics
 import sys
 
 from common.cli import UsageError
-from common.files import lock_dir, write_json, write_text
+from common.files import lock_dir, read_json, write_json, write_text
 from experiments import findings as registry
 from experiments.launch import RUNNER_LOCK, is_done
 from experiments.presets import RECIPE
@@ -214,8 +213,7 @@ def run_probe(finding, out_dir, data_dir, scale, seeds, log=print):
 def probe_numbers(path):
     if not os.path.isfile(path + ".json"):
         return None
-    with open(path + ".json") as f:
-        result = json.load(f)
+    result = read_json(path + ".json")
     return {k: result[k] for k in ("grad_spread", "log10_grad_ratio", "shortcut_factor",
                                    "grad_norm", "units")}
 

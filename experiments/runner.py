@@ -8,7 +8,6 @@ Slurm job array). ``OUT/plan.json`` lists the table's runs; ``OUT/table.md``,
 """
 import csv
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -18,7 +17,7 @@ from common.files import lock_dir, write_json, write_text
 from experiments.launch import (DONE, RUNNER_LOCK, describe_status, is_done, launch,
                                 parse_launch_args)
 from experiments.presets import FAIL, FAIL_THRESHOLD, RECIPE, select_rows
-from experiments.status import PLAN
+from experiments.status import PLAN, read_plan
 from training.checkpoint import list_checkpoints, read_metrics
 
 # A budget run keeps the recipe's shape (steps at 1/2 and 3/4, warm-up share) on
@@ -198,15 +197,6 @@ def run_table(table, out_dir, data_dir, rows=None, repeats=1, budget=None,
         for f in failures:
             log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
         return summarize(table, presets, out_dir, repeats, budget)
-
-
-def read_plan(out_dir):
-    """OUT/plan.json of a table launched before, or None."""
-    path = os.path.join(out_dir, PLAN)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
 
 
 def report_table(table, out_dir, rows=None, repeats=1, budget=None):

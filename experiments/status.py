@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 
+from common.files import read_json
 from experiments.launch import DONE, LAUNCH, describe_status, read_launch, run_state, slurm_states
 from training.checkpoint import CONFIG, METRICS, read_metrics
 
@@ -18,15 +19,18 @@ PLAN = "plan.json"
 RUN_FILES = (DONE, LAUNCH, CONFIG, METRICS)
 
 
+def read_plan(out_dir):
+    """OUT/plan.json of a table launched before, or None (ValueError naming a corrupt one)."""
+    path = os.path.join(out_dir, PLAN)
+    return read_json(path) if os.path.isfile(path) else None
+
+
 def find_runs(out_dir):
     """Run directories under ``out_dir``: the plan's first, in its order, then the rest."""
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"no folder {out_dir}")
-    runs = []
-    plan = os.path.join(out_dir, PLAN)
-    if os.path.isfile(plan):
-        with open(plan) as f:
-            runs = [os.path.join(out_dir, d) for d in json.load(f)["runs"]]
+    plan = read_plan(out_dir)
+    runs = [os.path.join(out_dir, d) for d in plan["runs"]] if plan else []
     seen = {os.path.normpath(d) for d in runs}
     found = []
     for folder, _, files in os.walk(out_dir):

@@ -145,3 +145,13 @@ def test_a_table_folder_in_use_by_another_runner_is_refused(small_cifar, tmp_pat
         holder.kill()
         holder.wait(timeout=30)
     assert os.listdir(out) == [runner.RUNNER_LOCK]  # no plan, no run started
+
+
+def test_a_corrupt_plan_is_named_by_status_and_report(tmp_path):
+    from experiments import status
+    (tmp_path / "plan.json").write_text('{"runs": ["row/run0"')
+    message = f"^{tmp_path / 'plan.json'}: not valid JSON"
+    with pytest.raises(ValueError, match=message):
+        status.table_status(str(tmp_path))
+    with pytest.raises(ValueError, match=message):
+        runner.report_table("table2", str(tmp_path))
