@@ -38,7 +38,8 @@ ACCUMULATORS = 12
 # xor rax,rax; loop: 8 x add rax,rax; dec rdi; jnz loop; ret. The adds depend on each
 # other, one cycle each on every x86-64 core, so a loop turn takes 8 cycles.
 ADD_CHAIN = bytes.fromhex("4831c0" + "4801c0" * 8 + "48ffcf" + "75e3" + "c3")
-VZEROALL, VZEROUPPER, DEC_RDI, RET = (bytes.fromhex(h) for h in ("c5fc77", "c5f877", "48ffcf", "c3"))
+VZEROALL, VZEROUPPER, DEC_RDI, RET = (bytes.fromhex(h)
+                                      for h in ("c5fc77", "c5f877", "48ffcf", "c3"))
 
 
 def vex_fma_ymm(d):

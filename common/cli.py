@@ -27,6 +27,18 @@ def parse_image_shape(image_shape):
     return shape
 
 
+def name_values(items, flag):
+    """[(name, value), ...] of ``flag``'s NAME=VALUE items; a one-line UsageError for an
+    item without a name or an '='."""
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{flag} expects NAME=VALUE, got {item!r}")
+        pairs.append((name, value))
+    return pairs
+
+
 def run_main(main, argv=None, prog=None):
     """Call ``main(argv)`` and turn expected failures into one line on stderr and exit 2.
 

@@ -2,8 +2,8 @@
 locks (one process at a time writes into a run directory)."""
 import contextlib
 import fcntl
-import json
 import hashlib
+import json
 import os
 import socket
 

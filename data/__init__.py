@@ -10,6 +10,7 @@ from .sample import make_cifar_sample
 from .synthetic import make_synthetic_cifar
 
 __all__ = ["LAYOUTS", "CifarIter", "cifar_class_names", "cifar_folder", "cifar_mean_std",
-           "count_batches", "download_cifar", "get_cifar_iters", "get_imagenet_iters", "load_batch", "load_cifar",
-           "make_cifar_sample", "make_synthetic_cifar", "pack_imagenet", "pad_crop_flip",
-           "read_pickle", "start_epoch", "stratified_split", "train_val_split"]
+           "count_batches", "download_cifar", "get_cifar_iters", "get_imagenet_iters",
+           "load_batch", "load_cifar", "make_cifar_sample", "make_synthetic_cifar",
+           "pack_imagenet", "pad_crop_flip", "read_pickle", "start_epoch", "stratified_split",
+           "train_val_split"]

@@ -23,7 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from common.cli import UsageError
+from common.cli import UsageError, name_values
 from common.files import write_json
 from training.checkpoint import CONFIG, METRICS, list_checkpoints
 
@@ -115,13 +115,8 @@ def check_launch_args(args):
 
 def sbatch_options(items):
     """["account=x", "qos=long"] -> {"account": "x", "qos": "long"}."""
-    options = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--sbatch-option expects NAME=VALUE, got {item!r}")
-        options[name.strip().lstrip("-").replace("-", "_")] = value
-    return options
+    return {name.strip().lstrip("-").replace("-", "_"): value
+            for name, value in name_values(items, "--sbatch-option")}
 
 
 # ---- the files a run writes --------------------------------------------------------------

@@ -2,4 +2,5 @@
 from plots.curves import draw_curves, plot_runs, results_table
 from plots.runs import load_config, load_metrics, run_label
 
-__all__ = ["draw_curves", "plot_runs", "results_table", "load_metrics", "load_config", "run_label"]
+__all__ = ["draw_curves", "plot_runs", "results_table", "load_metrics", "load_config",
+           "run_label"]

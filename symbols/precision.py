@@ -49,5 +49,7 @@ def bfloat16_graph(symbol):
     Its JSON (``tojson``, ``save``) leaves the casts out; ``tojson(remove_amp_cast=False)``
     shows them."""
     typed = with_float32_variables(symbol)
-    return mx.contrib.amp.convert_symbol(typed, target_dtype="bfloat16", data_names=typed.list_inputs(),
-                              excluded_sym_names=float32_ops(symbol), cast_optional_params=False)
+    return mx.contrib.amp.convert_symbol(typed, target_dtype="bfloat16",
+                                         data_names=typed.list_inputs(),
+                                         excluded_sym_names=float32_ops(symbol),
+                                         cast_optional_params=False)

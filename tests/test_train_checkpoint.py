@@ -216,3 +216,14 @@ def test_a_corrupt_metrics_record_names_its_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "tr\n{"epoch": 3}\n')
     with pytest.raises(ValueError, match=r"metrics\.jsonl:2: corrupt record"):
         ckpt.read_metrics(str(tmp_path))
+
+
+def test_a_params_file_without_arg_parameters_is_refused(tmp_path):
+    """A file MXNet loads but that is not a checkpoint's (a list, no 'arg:' names)."""
+    manifest = save(tmp_path, 1)
+    mx.nd.save(str(tmp_path / "model-0001.params"), [mx.nd.ones(3)])
+    with pytest.raises(ValueError, match="^model-0001.params holds no arg: parameters$"):
+        ckpt.load_params(str(tmp_path), manifest)
+    del manifest["sha256"]  # a manifest from before the checksums: checked by loading
+    with pytest.raises(ValueError, match="model-0001.params holds no arg: parameters"):
+        ckpt.check_checkpoint(str(tmp_path), manifest)

@@ -4,7 +4,7 @@ pattern): each script adds the groups, its own data flags, and per-dataset defau
 """
 import logging
 
-from common.cli import UsageError
+from common.cli import UsageError, name_values
 from common.cpu import check_dtype
 
 OPTIMIZERS = ("nag", "sgd")
@@ -89,10 +89,7 @@ def add_fit_args(parser):
 def parse_shortcut_params(items):
     """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}."""
     params = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--shortcut-param expects NAME=VALUE, got {item!r}")
+    for name, value in name_values(items, "--shortcut-param"):
         low = value.strip().lower()
         if low in ("true", "false"):
             params[name] = low == "true"

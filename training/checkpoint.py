@@ -152,14 +152,6 @@ def check_manifest(path, epoch=None):
     return manifest
 
 
-def read_manifest(path):
-    """The manifest at ``path`` if it and the files it names are complete, else None."""
-    try:
-        return check_manifest(path)
-    except ValueError:
-        return None
-
-
 def scan_checkpoints(run_dir):
     """({epoch: manifest} of the complete checkpoints of ``run_dir``, {epoch: why} of those
     whose manifest cannot be used)."""
@@ -222,17 +214,20 @@ def check_checkpoint(run_dir, manifest):
     sums = manifest.get("sha256") or {}
     for key in ("params", "states"):
         name = manifest["files"].get(key)
-        if name and key in sums and file_sha256(os.path.join(run_dir, name)) != sums[key]:
-            raise ValueError(f"{name} is truncated or corrupt (its SHA-256 differs from "
-                             "the one recorded when it was written)")
-    load_params(run_dir, manifest)
-    name = manifest["files"].get("states")
-    if name and "states" not in sums:
-        try:
-            with open(os.path.join(run_dir, name), "rb") as f:
-                pickle.loads(f.read())
-        except Exception as err:  # anything a truncated pickle of NDArrays raises
-            raise ValueError(f"{name} is unreadable ({type(err).__name__})") from None
+        if not name:
+            continue
+        if key in sums:
+            if file_sha256(os.path.join(run_dir, name)) != sums[key]:
+                raise ValueError(f"{name} is truncated or corrupt (its SHA-256 differs from "
+                                 "the one recorded when it was written)")
+        elif key == "params":
+            load_params(run_dir, manifest)
+        else:
+            try:
+                with open(os.path.join(run_dir, name), "rb") as f:
+                    pickle.loads(f.read())
+            except Exception as err:  # anything a truncated pickle of NDArrays raises
+                raise ValueError(f"{name} is unreadable ({type(err).__name__})") from None
 
 
 def find_intact_checkpoint(run_dir, epoch=None):

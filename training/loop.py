@@ -79,6 +79,7 @@ def resume_point(args, run_dir, symbol):
     run directory that already holds checkpoints when --resume is not given."""
     wanted = args.resume or args.load_epoch is not None
     manifest = ckpt.find_intact_checkpoint(run_dir, args.load_epoch) if wanted else None
+    # (complete, unusable): a run directory with either is not overwritten
     if not wanted and any(ckpt.scan_checkpoints(run_dir)):
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue "
                          "that run, or choose another --output-dir")
