@@ -113,6 +113,23 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(cifar, tmp_path):
     assert without_timings(ckpt.read_metrics(out)) == without_timings(straight)
 
 
+def test_num_iters_stops_inside_the_last_epoch_and_resumes_to_the_same_end(cifar, tmp_path):
+    """--num-iters 14 of 6-batch epochs: two whole epochs and 2 batches of a third, as
+    the papers stop CIFAR at 64k iterations; resumed from epoch 2, the same records."""
+    flags = ["--data-dir", cifar, "--num-iters", "14", "--lr-step-iters", "13"] + TINY
+    records = train_cifar.main(flags + ["--output-dir", str(tmp_path / "a")])
+    assert [r["iteration"] for r in records] == [6, 12, 14]
+    assert records[-1]["lr"] == pytest.approx(0.01)
+    with open(os.path.join(tmp_path / "a", "config.json")) as f:
+        config = json.load(f)
+    assert (config["planned_epochs"], config["planned_iterations"]) == (3, 14)
+    out = str(tmp_path / "b")
+    shutil.copytree(tmp_path / "a", out)
+    os.remove(os.path.join(out, ckpt.checkpoint_files(3)["manifest"]))
+    resumed = train_cifar.main(flags + ["--output-dir", out, "--resume"])
+    assert without_timings(resumed) == without_timings(records)
+
+
 def test_resume_refuses_a_changed_network(run3, cifar, tmp_path, capsys):
     out = copy_run(run3, tmp_path)
     argv = ["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs", "4"]

@@ -33,15 +33,17 @@ def test_base_lr_set_by_the_optimizer_is_used():
     assert opt.learning_rate == 0.4
 
 
-def test_plan_in_iterations_rounds_up_to_whole_epochs():
-    # 50k images / 128 = 390 batches: 64k iterations are 164.1 epochs -> 165
-    assert plan(390, num_iters=64000, lr_step_iters="32000,48000") == (165, [32000, 48000])
-    assert plan(391, num_iters=64000)[0] == 164
+def test_plan_in_iterations_ends_inside_the_last_epoch():
+    # 50k images / 128 = 390 batches: 64k iterations are 164 epochs and 40 batches
+    assert plan(390, num_iters=64000, lr_step_iters="32000,48000") == (165, [32000, 48000],
+                                                                       64000)
+    assert plan(391, num_iters=64000)[::2] == (164, 64000)
+    assert plan(10, num_iters=30)[::2] == (3, 30)
 
 
 def test_plan_in_epochs_wins_over_iterations():
     assert plan(391, num_epochs=164, num_iters=64000, lr_step_epochs="81,122",
-                lr_step_iters="32000,48000") == (164, [81 * 391, 122 * 391])
+                lr_step_iters="32000,48000") == (164, [81 * 391, 122 * 391], 164 * 391)
 
 
 @pytest.mark.parametrize("kwargs,message", [

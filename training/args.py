@@ -47,7 +47,7 @@ def add_fit_args(parser):
     g.add_argument("--kv-store", choices=KV_STORES, help="how gradients are aggregated "
                    "across devices and machines (default: device on GPUs, else local)")
     g.add_argument("--num-epochs", type=int, help="epochs to train (overrides --num-iters)")
-    g.add_argument("--num-iters", type=int, help="iterations to train, rounded up to epochs")
+    g.add_argument("--num-iters", type=int, help="iterations to train (the last epoch may stop early)")
     g.add_argument("--batch-size", type=int, default=128, help="images per batch (all devices)")
     g.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     g.add_argument("--lr-factor", type=float, default=0.1, help="lr multiplier at each step")

@@ -46,9 +46,10 @@ def seed_epoch(seed, epoch):
     np.random.seed(state)
 
 
-def train_epoch(mod, data_iter, stats, progress, disp_batches, where):
-    """One pass over ``data_iter``; returns the number of batches. Checks the loss every
-    ``disp_batches`` batches and raises DivergedError when it is not finite."""
+def train_epoch(mod, data_iter, stats, progress, disp_batches, where, max_batches):
+    """One pass over ``data_iter``, stopped after ``max_batches``; returns the number of
+    batches. Checks the loss every ``disp_batches`` batches and raises DivergedError when
+    it is not finite."""
     batches = 0
     for batches, batch in enumerate(data_iter, start=1):
         mod.forward_backward(batch)
@@ -57,6 +58,8 @@ def train_epoch(mod, data_iter, stats, progress, disp_batches, where):
         progress.step(batches - 1, stats)
         if batches % disp_batches == 0 and not stats.finite():
             raise DivergedError(f"training loss is {stats.loss} at {where(batches)}")
+        if batches == max_batches:
+            break
     if not stats.finite():
         raise DivergedError(f"training loss is {stats.loss} at {where(batches)}")
     return batches
@@ -92,15 +95,15 @@ def resume_point(args, run_dir, symbol):
     return manifest
 
 
-def run_config(args, symbol, contexts, num_batches, epochs, schedule, rank, num_workers,
-               meta):
+def run_config(args, symbol, contexts, num_batches, epochs, iterations, schedule, rank,
+               num_workers, meta):
     """What config.json records: the flags, then what they resolved to."""
     config = {k: v for k, v in vars(args).items() if k != "shortcut_kwargs"}
     config.update(meta or {})
     config.update({
         "kv_store": kvstore_type(args), "contexts": [str(c) for c in contexts],
         "rank": rank, "num_workers": num_workers, "batches_per_epoch": num_batches,
-        "planned_epochs": epochs, "planned_iterations": epochs * num_batches,
+        "planned_epochs": epochs, "planned_iterations": iterations,
         "lr_steps_iterations": schedule.steps, "warmup_iterations": schedule.warmup_iters,
         "symbol_sha256": ckpt.symbol_hash(symbol), "mxnet_version": mx.__version__,
         "cpu": this_cpu().label(physical_cores()),
@@ -121,6 +124,7 @@ class Run:
     kv: object
     run_dir: str
     epochs: int
+    iterations: int  # the last epoch ends at this iteration
 
 
 def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=None,
@@ -137,7 +141,7 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
     os.makedirs(run_dir, exist_ok=True)
     manifest = resume_point(args, run_dir, symbol)
     num_batches = count_batches(train)
-    epochs, steps = plan(num_batches, args.num_epochs, args.num_iters, args.lr_step_epochs,
+    epochs, steps, iterations = plan(num_batches, args.num_epochs, args.num_iters, args.lr_step_epochs,
                          args.lr_step_iters)
     warmup = args.warmup_iters
     if warmup is None:
@@ -157,14 +161,15 @@ def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=N
     records = ckpt.truncate_metrics(run_dir, first) if manifest else []
     if manifest is None:
         ckpt.write_metrics(run_dir, [])
-    config = run_config(args, symbol, contexts, num_batches, epochs, schedule, rank,
-                        num_workers, meta)
+    config = run_config(args, symbol, contexts, num_batches, epochs, iterations, schedule,
+                        rank, num_workers, meta)
     if manifest is not None:
         ckpt.warn_config_changes(run_dir, config)
     write_json(os.path.join(run_dir, ckpt.CONFIG), config)
     if first:
         logging.info("resuming %s after epoch %d (iteration %d)", run_dir, first, iteration)
-    run = Run(args, symbol, mod, train, val, schedule, contexts, kv, run_dir, epochs)
+    run = Run(args, symbol, mod, train, val, schedule, contexts, kv, run_dir, epochs,
+              iterations)
     for epoch in range(first, epochs):
         records.append(run_epoch(run, epoch, iteration))
         iteration = records[-1]["iteration"]
@@ -200,7 +205,8 @@ def run_epoch(run, epoch, iteration):
     seed_epoch(args.seed, epoch)
     start_epoch(run.train, epoch)
     stats = RunningStats(args.top_k)
-    progress = Progress(epoch + 1, count_batches(run.train), args.disp_batches)
+    max_batches = min(count_batches(run.train), run.iterations - iteration)
+    progress = Progress(epoch + 1, max_batches, args.disp_batches)
 
     def where(batch):
         last = ckpt.find_checkpoint(run.run_dir)
@@ -210,7 +216,8 @@ def run_epoch(run, epoch, iteration):
 
     tic = time.time()
     try:
-        batches = train_epoch(run.mod, run.train, stats, progress, args.disp_batches, where)
+        batches = train_epoch(run.mod, run.train, stats, progress, args.disp_batches, where,
+                              max_batches)
     finally:
         progress.close()
     train_seconds = time.time() - tic

@@ -55,17 +55,20 @@ def parse_ints(text, what):
 
 def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None,
          lr_step_iters=None):
-    """(number of epochs, lr steps in iterations) of a run.
+    """(number of epochs, lr steps in iterations, iterations) of a run.
 
     Epoch settings win over iteration settings when both are given. A length in
-    iterations is rounded up to whole epochs (64k iterations of 390 batches: 165 epochs).
+    iterations ends inside the last epoch where it is not a whole number of epochs
+    (64k iterations of 390 batches: 164 whole epochs and 40 batches of a 165th).
     """
     if batches_per_epoch < 1:
         raise ValueError("the training set gives no batch: it is smaller than one batch")
     if num_epochs is not None:
         epochs = int(num_epochs)
+        iterations = epochs * batches_per_epoch
     elif num_iters is not None:
-        epochs = math.ceil(int(num_iters) / batches_per_epoch)
+        iterations = int(num_iters)
+        epochs = math.ceil(iterations / batches_per_epoch)
     else:
         raise ValueError("give the length of training: --num-epochs or --num-iters")
     if epochs < 0:
@@ -75,7 +78,7 @@ def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None
         steps = [e * batches_per_epoch for e in step_epochs]
     else:
         steps = parse_ints(lr_step_iters, "--lr-step-iters")
-    return epochs, steps
+    return epochs, steps, iterations
 
 
 def default_warmup(unit, num_layers, image_shape):
