@@ -10,6 +10,7 @@ import numpy as np
 
 from common.cli import Parser, UsageError, run_main
 from training.args import add_data_args, add_fit_args, add_model_args, check_args, check_num_classes
+from training.recipe import CIFAR
 
 CLASSES = {"cifar10": 10, "cifar100": 100}
 
@@ -28,8 +29,7 @@ def parse_args(argv=None):
     data.add_argument("--num-examples", type=int,
                       help="train on a fixed random subset of this many images (smoke runs)")
     add_fit_args(parser)
-    parser.set_defaults(image_shape="3,32,32", batch_size=128, lr=0.1, optimizer="nag",
-                        mom=0.9, wd=1e-4, num_iters=64000, lr_step_iters="32000,48000")
+    parser.set_defaults(image_shape="3,32,32", **CIFAR.defaults())
     args = parser.parse_args(argv)
     if args.num_classes is None:
         args.num_classes = CLASSES[args.dataset]

@@ -8,6 +8,7 @@ holds train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
 """
 from common.cli import Parser, run_main
 from training.args import add_data_args, add_fit_args, add_model_args, check_args, check_num_classes
+from training.recipe import IMAGENET
 
 
 def parse_args(argv=None):
@@ -16,9 +17,8 @@ def parse_args(argv=None):
     data = add_data_args(parser)
     data.add_argument("--data-nthreads", type=int, default=4, help="decoding threads")
     add_fit_args(parser)
-    parser.set_defaults(image_shape="3,224,224", num_classes=1000, batch_size=256, lr=0.1,
-                        optimizer="sgd", mom=0.9, wd=1e-4, num_epochs=90,
-                        lr_step_epochs="30,60", top_k=5)
+    parser.set_defaults(image_shape="3,224,224", num_classes=1000, top_k=5,
+                        **IMAGENET.defaults())
     args = parser.parse_args(argv)
     return check_args(args)
 

@@ -1,7 +1,8 @@
 """The learning-rate schedule: the papers' steps and warm-up, iterations vs epochs."""
 import pytest
 
-from training.schedule import StepSchedule, default_warmup, parse_ints, plan
+from training.recipe import default_warmup
+from training.schedule import StepSchedule, parse_ints, plan
 
 
 def test_cifar_recipe_steps_at_32k_and_48k():

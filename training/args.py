@@ -1,6 +1,7 @@
 """Argument groups shared by the training scripts (the MXNet example's ``add_fit_args``
 pattern): each script adds the groups, its own data flags, and per-dataset defaults with
-``parser.set_defaults``; ``check_args`` turns bad combinations into one-line errors.
+``parser.set_defaults`` (the recipes of ``training.recipe``); ``check_args`` turns bad
+combinations into one-line errors.
 """
 import logging
 
@@ -48,20 +49,20 @@ def add_fit_args(parser):
                    "across devices and machines (default: device on GPUs, else local)")
     g.add_argument("--num-epochs", type=int, help="epochs to train (overrides --num-iters)")
     g.add_argument("--num-iters", type=int, help="iterations to train (the last epoch may stop early)")
-    g.add_argument("--batch-size", type=int, default=128, help="images per batch (all devices)")
-    g.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
-    g.add_argument("--lr-factor", type=float, default=0.1, help="lr multiplier at each step")
+    g.add_argument("--batch-size", type=int, help="images per batch (all devices)")
+    g.add_argument("--lr", type=float, help="initial learning rate")
+    g.add_argument("--lr-factor", type=float, help="lr multiplier at each step")
     g.add_argument("--lr-step-epochs", help="epochs where lr is multiplied by --lr-factor, "
                    "e.g. 81,122 (overrides --lr-step-iters)")
     g.add_argument("--lr-step-iters", help="iterations where lr is multiplied, e.g. 32000,48000")
     g.add_argument("--warmup-iters", type=int,
                    help="first iterations at --warmup-lr (default: 400 for CIFAR 'original' "
                         "nets of depth >= 110, else 0)")
-    g.add_argument("--warmup-lr", type=float, default=0.01, help="learning rate of warm-up")
-    g.add_argument("--optimizer", default="nag", choices=OPTIMIZERS,
+    g.add_argument("--warmup-lr", type=float, help="learning rate of warm-up")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="nag (Nesterov momentum) or sgd (with momentum)")
-    g.add_argument("--mom", type=float, default=0.9, help="momentum")
-    g.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+    g.add_argument("--mom", type=float, help="momentum")
+    g.add_argument("--wd", type=float, help="weight decay")
     g.add_argument("--top-k", type=int, default=0, help="also report top-k accuracy (k > 1)")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="float16: half precision with float32 master weights (GPUs); "

@@ -27,7 +27,8 @@ from training.devices import create_kvstore, get_contexts, kind_of, kvstore_type
 from training.evaluation import eval_module, evaluate
 from training.module import build_symbol, create_module
 from training.monitor import Progress, RunningStats
-from training.schedule import StepSchedule, default_warmup, plan
+from training.recipe import default_warmup
+from training.schedule import StepSchedule, plan
 
 
 class DivergedError(ValueError):

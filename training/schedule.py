@@ -80,9 +80,3 @@ def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None
         steps = parse_ints(lr_step_iters, "--lr-step-iters")
     return epochs, steps, iterations
 
-
-def default_warmup(unit, num_layers, image_shape):
-    """Warm-up iterations of the 2015 paper: 400 at lr 0.01 for CIFAR nets of the
-    original unit from 110 layers on (Sec. 4.2), none otherwise."""
-    height = image_shape[1]
-    return 400 if height <= 32 and unit == "original" and (num_layers or 0) >= 110 else 0
