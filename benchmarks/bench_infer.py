@@ -3,8 +3,8 @@
     python3 benchmarks/bench_infer.py --depths 20,56 --batch-sizes 1,32,128
 
 Each CIFAR ResNet (``--unit``/``--shortcut``; random weights, which do not change the
-speed) is exported by ``training.predict.export_model``, which writes the MXNet files and
-the checked ``model.onnx``. Then ``training.predict.Classifier`` runs the MXNet export, and
+speed) is exported by ``training.export.export_model``, which writes the MXNet files and
+the checked ``model.onnx``. Then ``training.classify.Classifier`` runs the MXNet export, and
 ``training.onnx_export.Session`` the ONNX one with as many threads as MXNet's OpenMP, on
 the same normalised batch. Each figure is the median images/s of ``--repeats`` timed runs
 of about ``--seconds`` each, after a warm-up batch; both backends alternate within a
@@ -29,20 +29,20 @@ from common.cli import UsageError, run_main  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402
-from training import onnx_export  # noqa: E402
+from training import onnx_export, rundir  # noqa: E402
 
 
 def make_export(depth, unit, shortcut, folder):
     """Export folder of a CIFAR ResNet-``depth`` with Xavier weights."""
     import symbols
-    from training.predict import export_model, inference_symbol
+    from training.export import export_model, inference_symbol
     symbol = symbols.get_symbol(10, depth, (3, 32, 32), unit=unit, shortcut=shortcut)
     mod = mx.mod.Module(inference_symbol(symbol), label_names=None)
     mod.bind([("data", (1, 3, 32, 32))], for_training=False)
     mod.init_params(mx.init.Xavier(magnitude=2))
     arg, aux = mod.get_params()
     ckpt.save_checkpoint(folder, 1, 1, symbol, arg, aux)
-    write_json(os.path.join(folder, ckpt.CONFIG), {
+    rundir.write_config(folder, {
         "num_classes": 10, "num_layers": depth, "unit": unit, "shortcut": shortcut,
         "projection": "B", "preprocess": {"image_shape": [3, 32, 32], "resize": 32,
                                           "crop": 32, "mean": [0.0] * 3, "std": [1.0] * 3}})
@@ -63,7 +63,7 @@ def images_per_sec(predict, images, seconds, wait):
 
 def bench_network(depth, opts, folder):
     """{batch size: {backend: median images/s}} of one network."""
-    from training.predict import Classifier
+    from training.classify import Classifier
     export = make_export(depth, opts.unit, opts.shortcut, folder)
     session = onnx_export.Session(os.path.join(export, onnx_export.ONNX_FILE),
                                   threads=int(os.environ["OMP_NUM_THREADS"]))

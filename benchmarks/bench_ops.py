@@ -79,7 +79,7 @@ def child(opts):
                                     fusion=not opts.no_fusion)
     symbol = build_symbol(args)
     data = SyntheticIter(10, (opts.batch_size, 3, 32, 32), opts.batches)
-    mod = bench_train.project_module(args, symbol, data, get_contexts(args))
+    mod = bench_train.project_module(args, symbol, data, get_contexts(args.gpus, args.cpus))
     bench_train.time_bare(mod, data.batch, 2)  # memory plan, primitives, caches
     print(START, flush=True)
     seconds = bench_train.time_bare(mod, data.batch, opts.batches)

@@ -21,7 +21,7 @@ clock its cores run at and its peaks, measured. Then, for every network and prec
 Then: achieved GFLOP/s (3 x 2 x forward multiply-adds per image) against the peak of the
 precision (the FMA loop's for float32, the bfloat16 dot product's for bfloat16) measured
 on all cores after the network's runs; the time of a checkpoint against an epoch of 50k
-images; inference images/s of the network exported by ``training.predict`` (float32);
+images; inference images/s of the network exported by ``training.export`` (float32);
 peak RSS of each float32 network, fused and unfused (and of R-1001 with and without
 memory mirroring) in subprocesses; a linear fit of time per image against depth.
 Speeds are medians of the repeats; ratios are medians of the ratios within a repeat.
@@ -117,7 +117,7 @@ def linear_fit(x, y):
 # -- the project's training path --------------------------------------------------------
 
 def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False, fusion=True):
-    """train_cifar.py's flags for a synthetic run of this network."""
+    """train_cifar.py's configuration of a synthetic run of this network."""
     import train_cifar
     argv = ["--num-layers", str(depth), "--batch-size", str(batch_size), "--benchmark",
             "--dtype", dtype] + (["--gpus", gpus] if gpus else [])
@@ -125,14 +125,14 @@ def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False, fu
     return train_cifar.parse_args(argv)
 
 
-def project_module(args, symbol, data_iter, contexts):
+def project_module(config, symbol, data_iter, contexts):
     """A Module bound, initialised and with its optimizer, as ``training.loop.fit`` makes it
     (``get_contexts`` has refused GPUs MXNet has no code for)."""
     from training.devices import create_kvstore
     from training.module import create_module
     from training.schedule import StepSchedule
-    kv, _, _ = create_kvstore(args)
-    return create_module(args, symbol, data_iter, contexts, kv, StepSchedule(args.lr))
+    kv, _, _ = create_kvstore(config.kv_store)
+    return create_module(config, symbol, data_iter, contexts, kv, StepSchedule(config.lr))
 
 
 def cifar_iter(data_dir, batches, batch_size):
@@ -178,13 +178,14 @@ def checkpoint_seconds(mod, symbol, run_dir, num_classes):
     """Seconds to write one epoch's checkpoint (parameters, optimizer states, manifest)
     and metrics record, as ``training.loop.run_epoch`` does; leaves a run directory to export."""
     from training import checkpoint as ckpt
+    from training import rundir
     arg, aux = mod.get_params()
     tic = time.perf_counter()
-    ckpt.append_metrics(run_dir, {"epoch": 1, "train_loss": 0.0})
+    rundir.append_metrics(run_dir, {"epoch": 1, "train_loss": 0.0})
     ckpt.save_checkpoint(run_dir, 1, 1, symbol, arg, aux, mod.save_optimizer_states,
                          extra={"seed": 0})
     seconds = time.perf_counter() - tic
-    write_json(os.path.join(run_dir, ckpt.CONFIG), {
+    rundir.write_config(run_dir, {
         "num_classes": num_classes, "preprocess": {"image_shape": [3, 32, 32], "resize": 32,
                                                    "crop": 32, "mean": [0.0] * 3,
                                                    "std": [1.0] * 3}})
@@ -192,8 +193,9 @@ def checkpoint_seconds(mod, symbol, run_dir, num_classes):
 
 
 def inference_images_per_sec(run_dir, ctx, batch_size, batches, repeats, wait=None):
-    """Median images/s of ``training.predict.Classifier`` over the exported network."""
-    from training.predict import Classifier, export_model
+    """Median images/s of ``training.classify.Classifier`` over the exported network."""
+    from training.classify import Classifier
+    from training.export import export_model
     model = Classifier(export_model(run_dir), ctx, batch_size)
     images = np.random.default_rng(0).standard_normal((batch_size, 3, 32, 32), np.float32)
     model.probabilities(images)
@@ -277,7 +279,7 @@ def bench_network(depth, opts, dtype, work_dir):
     batches = opts.batches or default_batches(depth)
     real = cifar_iter(opts.data_dir, batches, opts.batch_size)
     synthetic = SyntheticIter(10, (opts.batch_size, 3, 32, 32), batches)
-    contexts = get_contexts(args)
+    contexts = get_contexts(args.gpus, args.cpus)
     mod = project_module(args, symbol, synthetic, contexts)
     timers = {"real": lambda r: time_loop(mod, real, r),
               "synthetic": lambda r: time_loop(mod, synthetic, r),
@@ -413,7 +415,7 @@ def memory_child(depth, batch_size, framework, mirror, gpus):
         args = project_args(depth, batch_size, gpus, mirror=mirror,
                             fusion=framework != "unfused")
         data = SyntheticIter(10, (batch_size, 3, 32, 32), 1)
-        contexts = get_contexts(args)
+        contexts = get_contexts(args.gpus, args.cpus)
         mod = project_module(args, build_symbol(args), data, contexts)
         time_bare(mod, data.batch, 1)
         result = peak_memory(contexts) if gpus else {}

@@ -1,5 +1,6 @@
 """Command-line plumbing shared by every entry point: one-line errors, non-zero exits,
-the parser of the flags and of an image shape."""
+the parser of the flags, and the parsers of an image shape, a yes/no flag and NAME=VALUE
+items."""
 import argparse
 import sys
 
@@ -16,15 +17,37 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_image_shape(image_shape):
-    """(channels, height, width) from a tuple or a string such as "3,32,32"."""
+    """(channels, height, width) from a string such as "3,32,32", or from a tuple."""
     try:
-        shape = tuple(int(v) for v in (image_shape.split(",") if isinstance(image_shape, str)
-                                      else image_shape))
+        return check_image_shape(image_shape.split(",") if isinstance(image_shape, str)
+                                 else image_shape)
+    except ValueError:
+        raise ValueError(f"image_shape must be channels,height,width, got {image_shape!r}") \
+            from None
+
+
+def check_image_shape(shape):
+    """``shape`` as a tuple (channels, height, width) of positive ints; a ValueError for
+    anything else, a string included (``parse_image_shape`` reads "3,32,32")."""
+    try:
+        if isinstance(shape, str):
+            raise TypeError(shape)
+        values = tuple(int(v) for v in shape)
     except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image_shape must be channels,height,width, got {image_shape!r}")
-    return shape
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(f"image_shape must be channels,height,width, got {shape!r}")
+    return values
+
+
+def parse_yes_no(value, flag):
+    """A yes/no flag (``--bottleneck``) as True or False; None (not given) stays None, and
+    so does a value that already is True or False."""
+    if value is None or isinstance(value, bool):
+        return value
+    if value not in ("yes", "no"):
+        raise UsageError(f"{flag} must be yes or no, got {value!r}")
+    return value == "yes"
 
 
 def name_values(items, flag):

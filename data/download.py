@@ -47,7 +47,12 @@ def download_cifar(dataset, root, url=None, md5=None, progress=True):
     archive = os.path.join(root, os.path.basename(urllib.parse.urlparse(url).path)
                            or spec.folder + ".tar.gz")
     if not (os.path.isfile(archive) and file_md5(archive) == md5):
-        fetch(url, archive, md5, progress)
+        try:
+            fetch(url, archive, md5, progress)
+        except OSError as err:
+            raise OSError(f"{err}; to unpack a copy of the archive at hand instead: python3 -m "
+                          f"data download {dataset} {root} --url file:///ABSOLUTE/PATH/"
+                          f"{os.path.basename(archive)} [--md5 ITS_MD5]") from None
     extract(archive, root, spec.folder)
     return folder
 

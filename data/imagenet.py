@@ -21,7 +21,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import parse_image_shape
+from common.cli import check_image_shape
 from common.files import atomic_path
 from common.mx import mx
 
@@ -197,9 +197,10 @@ def get_imagenet_iters(data_dir, batch_size, data_nthreads=4, num_parts=1, part_
     """Training and validation iterators over RecordIO files with the ImageNet recipe.
 
     ``data_dir`` is a folder with train.rec/.idx and val.rec/.idx, or a pair of .rec paths
-    (each with its .idx beside it). ``data_nthreads`` decoding threads; ``num_parts`` /
-    ``part_index`` split both sets for distributed workers. ``seed`` seeds the shuffling;
-    the random augmentation is drawn afresh by MXNet's decoding threads.
+    (each with its .idx beside it); ``image_shape`` the (channels, height, width) of the
+    crops. ``data_nthreads`` decoding threads; ``num_parts`` / ``part_index`` split both
+    sets for distributed workers. ``seed`` seeds the shuffling; the random augmentation is
+    drawn afresh by MXNet's decoding threads.
 
     Training: an ``mx.io.ImageRecordIter`` that reshuffles every epoch, held to
     ``(records // num_parts) // batch_size`` batches per epoch on every worker (so
@@ -209,7 +210,7 @@ def get_imagenet_iters(data_dir, batch_size, data_nthreads=4, num_parts=1, part_
     completed from the first images with ``DataBatch.pad`` counting them.
     """
     train_rec, val_rec = rec_paths(data_dir)
-    shape = parse_image_shape(image_shape)
+    shape = check_image_shape(image_shape)
     if batch_size < 1 or data_nthreads < 1:
         raise ValueError(f"batch_size and data_nthreads must be positive, got {batch_size} "
                          f"and {data_nthreads}")

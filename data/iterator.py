@@ -17,6 +17,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from common.mx import mx
 
+from .normalization import normalize
+
 PAD = 4
 LAST_BATCH = ("pad", "discard")
 DTYPES = ("float32", "float16")
@@ -129,8 +131,6 @@ class CifarIter(mx.io.DataIter):
         self.seed, self.last_batch, self.dtype = seed, last_batch, np.dtype(dtype)
         self.num_parts, self.part_index, self.prefetch = num_parts, part_index, prefetch
         self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-        self._scale = (1.0 / self.std).reshape(1, -1, 1, 1)
-        self._shift = (-self.mean / self.std).reshape(1, -1, 1, 1)
         self.num_batches = _num_batches(len(images), batch_size, num_parts, last_batch)
         self._data_desc = mx.io.DataDesc(data_name, (batch_size,) + images.shape[1:],
                                          self.dtype, "NCHW")
@@ -203,7 +203,7 @@ class CifarIter(mx.io.DataIter):
         """Batch ``b`` of the current epoch as an ``mx.io.DataBatch``."""
         rows = slice(b * self.batch_size, (b + 1) * self.batch_size)
         index = self._plan.index[rows]
-        data = self.images[index] * self._scale + self._shift
+        data = normalize(self.images[index], self.mean, self.std)
         if self.augment:
             data = pad_crop_flip(data, self._plan.offsets[rows], self._plan.flips[rows])
         pad = self._plan.pad if b == self.num_batches - 1 else 0

@@ -7,11 +7,9 @@
     python3 -m experiments findings --data-dir cifar --out runs/findings [--quick]
     python3 -m experiments --list
 """
-import argparse
 import sys
 
 from common.cli import run_main
-from common.cpu import check_dtype
 
 
 def parse_args(argv=None):
@@ -32,7 +30,7 @@ def parse_args(argv=None):
     p.add_argument("--download", action="store_true", help="download CIFAR if missing")
     p.add_argument("--report", action="store_true", help="only rebuild table.md, table.csv "
                    "and the figure from the runs finished so far")
-    from experiments.launch import add_launch_args
+    from experiments.jobs import add_launch_args
     add_launch_args(p)
     args, extra = p.parse_known_args(argv)
     if args.report and not (args.table and args.out):
@@ -40,23 +38,22 @@ def parse_args(argv=None):
     if not args.list and not args.report and not (args.table and args.data_dir and args.out):
         p.error("give a table, --data-dir and --out (or --list)")
     args.train_args = extra + (["--download"] if args.download else [])
-    passed = argparse.ArgumentParser(add_help=False)
-    passed.add_argument("--dtype")
-    dtype = passed.parse_known_args(args.train_args)[0].dtype
-    if dtype and args.launcher == "local":  # before any run starts; Slurm's nodes check
-        check_dtype(dtype, args.gpus)       # their own CPUs
+    if not args.list and not args.report:
+        check_train_flags(args)
     return args
 
 
-def list_rows():
-    from experiments.presets import FAIL, TABLES
-    for table, presets in TABLES.items():
-        print(table)
-        for p in presets:
-            paper = "fail" if p.paper_error == FAIL else f"{p.paper_error:.2f}"
-            params = " ".join(f"{k}={v}" for k, v in p.shortcut_params.items())
-            print(f"  {p.name:34s} {p.dataset:8s} ResNet-{p.num_layers:<5d} {p.unit:17s} "
-                  f"{p.shortcut} {params}  paper {paper}")
+def check_train_flags(args):
+    """Refuse, in one line and before any run starts, the flags passed through to
+    train_cifar.py that it would refuse (a misspelt flag, a bad value), parsed by its own
+    parser; devices and dtype only where the runs train here (Slurm's nodes check their
+    own)."""
+    from training.args import CifarConfig, check_args, cifar_parser
+    argv = ["--data-dir", args.data_dir, "--output-dir", args.out, "--num-layers", "20"]
+    argv += (["--gpus", args.gpus] if args.gpus else []) + args.train_args
+    flags = cifar_parser("python -m experiments").parse_args(argv)
+    if args.launcher == "local":
+        check_args(flags, CifarConfig)
 
 
 def status_main(argv):
@@ -70,8 +67,8 @@ def status_main(argv):
 
 
 def findings_main(argv):
-    from experiments.evidence import main as evidence_main
-    return evidence_main(argv)
+    from experiments.measure_findings import main as measure_main
+    return measure_main(argv)
 
 
 SUBCOMMANDS = {"status": status_main, "findings": findings_main}
@@ -82,9 +79,9 @@ def main(argv=None):
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
+    from experiments.tables import list_rows, report_table, run_table
     if args.list:
-        return list_rows()
-    from experiments.runner import report_table, run_table
+        return print(list_rows())
     rows = args.rows.split(",") if args.rows else None
     if args.report:
         results, figure = report_table(args.table, args.out, rows, args.repeats, args.budget)

@@ -14,8 +14,9 @@ import re
 
 import numpy as np
 
-from common.cli import UsageError, run_main
+from common.cli import UsageError, name_values, run_main
 from common.mx import mx
+from training.checkpoint import split_params
 from training.module import initializer
 
 PROBE = re.compile(r"^stage(\d+)_unit(\d+)_probe$")
@@ -40,8 +41,7 @@ def load_params(path):
         raise ValueError(f"{path}: not an MXNet parameter file") from err
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: expected named parameters (arg:/aux:)")
-    arg = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
-    aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    arg, aux = split_params(saved)
     if not arg:
         raise ValueError(f"{path}: no 'arg:' parameters")
     return arg, aux
@@ -179,6 +179,7 @@ def cifar_batch(data_dir, batch_size):
     """The first ``batch_size`` images of CIFAR-10's ``data_batch_1`` under ``data_dir``
     (as the trainers' ``--data-dir``), standardised per channel, and their labels."""
     from data.cifar import cifar_folder, cifar_mean_std, load_batch
+    from data.normalization import normalize
     try:
         folder = cifar_folder(data_dir, "cifar10")
     except FileNotFoundError:  # its hint names the trainers' --download, which we lack
@@ -190,8 +191,7 @@ def cifar_batch(data_dir, batch_size):
                          f"--batch-size {batch_size}")
     images = images[:batch_size]
     mean, std = cifar_mean_std(images)
-    x = (images.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
-    return x, labels[:batch_size].astype(np.float32)
+    return normalize(images, mean, std), labels[:batch_size].astype(np.float32)
 
 
 def random_batch(batch_size, num_classes, seed):
@@ -211,12 +211,10 @@ def parse_variants(text):
             raise UsageError(f"variant {item!r} is not UNIT:SHORTCUT[:NAME=VALUE...]")
         params = {}
         for setting in fields[2:]:
-            key, sep, value = setting.partition("=")
             try:
-                if not (key and sep):
-                    raise ValueError
+                [(key, value)] = name_values([setting], "--variants")
                 params[key] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError):  # UsageError is a ValueError
                 raise UsageError(f"variant {item!r}: {setting!r} is not NAME=VALUE") from None
         variants.append((fields[0], fields[1], params))
     return variants

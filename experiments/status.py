@@ -7,22 +7,16 @@ images/s, ETA, and how it was launched (process id, or Slurm job id and Slurm's 
 The runs are those of ``OUT/plan.json`` (a table) and every folder under OUT that holds a
 run's files, so it works on a table in progress, on one nobody runs, and on other sweeps.
 """
-import json
+import logging
 import os
 import statistics
 
-from common.files import read_json
-from experiments.launch import DONE, LAUNCH, describe_status, read_launch, run_state, slurm_states
-from training.checkpoint import CONFIG, METRICS, read_metrics
+from experiments.jobs import describe_status, run_state, slurm_states
+from training.rundir import (CONFIG, DONE, LAUNCH, METRICS, read_config, read_launch,
+                             read_metrics, read_plan)
 
-PLAN = "plan.json"
 RUN_FILES = (DONE, LAUNCH, CONFIG, METRICS)
-
-
-def read_plan(out_dir):
-    """OUT/plan.json of a table launched before, or None (ValueError naming a corrupt one)."""
-    path = os.path.join(out_dir, PLAN)
-    return read_json(path) if os.path.isfile(path) else None
+log = logging.getLogger(__name__)
 
 
 def find_runs(out_dir):
@@ -39,12 +33,14 @@ def find_runs(out_dir):
     return runs + sorted(found)
 
 
-def read_config(run_dir):
+def planned_epochs(run_dir):
+    """The epochs the run's config.json plans, None where it has none or is corrupt (said
+    in a warning)."""
     try:
-        with open(os.path.join(run_dir, CONFIG)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+        return read_config(run_dir).get("planned_epochs")
+    except ValueError as err:
+        log.warning("%s; its planned epochs are not shown", err)
+        return None
 
 
 def run_status(out_dir, run_dir, slurm=None):
@@ -52,7 +48,7 @@ def run_status(out_dir, run_dir, slurm=None):
     records = read_metrics(run_dir)
     info = read_launch(run_dir)
     state = run_state(run_dir, slurm)
-    planned = read_config(run_dir).get("planned_epochs")
+    planned = planned_epochs(run_dir)
     last = records[-1] if records else {}
     eta = None
     if state == "running" and planned and records:

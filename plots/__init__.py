@@ -1,6 +1,5 @@
 """Training curves (the paper's Fig. 6 style) and result tables from run directories."""
 from plots.curves import draw_curves, plot_runs, results_table
-from plots.runs import load_config, load_metrics, run_label
+from plots.runs import run_label
 
-__all__ = ["draw_curves", "plot_runs", "results_table", "load_metrics", "load_config",
-           "run_label"]
+__all__ = ["draw_curves", "plot_runs", "results_table", "run_label"]

@@ -15,6 +15,8 @@ def parse_args(argv=None):
     p.add_argument("--label", action="append", dest="labels", metavar="TEXT",
                    help="legend label, once per run in order (default: from config.json)")
     p.add_argument("--title", help="figure title")
+    p.add_argument("--train-error", action="store_true", help="training error instead of "
+                   "loss, on the test error's axis (the 2015 paper's Fig. 6)")
     p.add_argument("--table", metavar="FILE", help="also write the markdown table to FILE")
     return p.parse_args(argv)
 
@@ -23,7 +25,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.labels and len(args.labels) != len(args.runs):
         raise UsageError(f"--label given {len(args.labels)} times for {len(args.runs)} runs")
-    for path in plot_runs(args.runs, args.out, x=args.x, labels=args.labels, title=args.title):
+    train_key = "train_error" if args.train_error else "train_loss"
+    for path in plot_runs(args.runs, args.out, x=args.x, labels=args.labels, title=args.title,
+                          train_key=train_key):
         print(f"wrote {path}")
     table = results_table(args.runs, labels=args.labels)
     if args.table:

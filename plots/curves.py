@@ -1,7 +1,8 @@
 """Training curves in the style of the paper's Fig. 6, and a table of test errors.
 
-Training loss is dashed on the left axis, test error solid on the right axis, one
-colour per run. Figures are drawn with the Agg canvas directly, so importing this
+Training loss is dashed on the left axis and test error solid on the right axis, one
+colour per run; with ``train_key="train_error"`` the training error is dashed on the same
+axis as the test error, as in the 2015 paper's Fig. 6. Figures are drawn with the Agg canvas directly, so importing this
 module leaves matplotlib's global backend alone.
 """
 import logging
@@ -12,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from common.files import atomic_path
-from plots.runs import error_percent, load_metrics, run_label
+from plots.runs import error_percent, run_label
+from training.rundir import read_metrics
 
 X_AXES = {"epoch": "Epochs", "iteration": "Iterations"}
 
@@ -29,7 +31,7 @@ def _series(records, x, key, path):
     """(xs, ys) of the records that have both ``x`` and a value for ``key``."""
     xs, ys = [], []
     for r in records:
-        y = error_percent(r) if key == "val_acc" else r.get(key)
+        y = error_percent(r, key) if key.endswith("_acc") else r.get(key)
         if y is None:
             continue
         if x not in r:
@@ -45,32 +47,43 @@ def save_figure(fig, path):
         fig.savefig(tmp, format=os.path.splitext(path)[1][1:], dpi=100)
 
 
-def curves_figure(run_dirs, x="epoch", labels=None, title=None):
+TRAIN_CURVES = {"train_loss": "training loss", "train_error": "training error"}
+
+
+def curves_figure(run_dirs, x="epoch", labels=None, title=None, train_key="train_loss"):
     """The Fig. 6-style figure of ``run_dirs`` (see :func:`plot_runs`)."""
     if x not in X_AXES:
         raise ValueError(f"unknown x axis '{x}': choose from {', '.join(X_AXES)}")
+    if train_key not in TRAIN_CURVES:
+        raise ValueError(f"unknown training curve '{train_key}': choose from "
+                         f"{', '.join(TRAIN_CURVES)}")
     if not run_dirs:
         raise ValueError("no run directories given")
     names = _labels(run_dirs, labels)
     fig = Figure(figsize=(6.4, 4.2))
     FigureCanvasAgg(fig)
     loss_ax = fig.add_subplot(1, 1, 1)
-    err_ax = loss_ax.twinx()
+    errors_only = train_key == "train_error"
+    err_ax = loss_ax if errors_only else loss_ax.twinx()
+    train = "train_acc" if errors_only else "train_loss"
     handles = []
     for i, (run_dir, name) in enumerate(zip(run_dirs, names)):
-        records = load_metrics(run_dir)
+        records = read_metrics(run_dir, required=True)
         colour = f"C{i % 10}"
         marker = "o" if len(records) == 1 else None  # a lone point has no line
-        loss_ax.plot(*_series(records, x, "train_loss", run_dir), "--", color=colour,
+        loss_ax.plot(*_series(records, x, train, run_dir), "--", color=colour,
                      marker=marker, linewidth=1)
         err_ax.plot(*_series(records, x, "val_acc", run_dir), "-", color=colour,
                     marker=marker, linewidth=1.5)
         handles.append(Line2D([], [], color=colour, label=name))
-    handles += [Line2D([], [], color="grey", linestyle="--", label="training loss"),
+    handles += [Line2D([], [], color="grey", linestyle="--", label=TRAIN_CURVES[train_key]),
                 Line2D([], [], color="grey", label="test error")]
     loss_ax.set_xlabel(X_AXES[x])
-    loss_ax.set_ylabel("Training loss (dashed)")
-    err_ax.set_ylabel("Test error (%) (solid)")
+    if errors_only:
+        loss_ax.set_ylabel("Error (%): training dashed, test solid")
+    else:
+        loss_ax.set_ylabel("Training loss (dashed)")
+        err_ax.set_ylabel("Test error (%) (solid)")
     loss_ax.set_ylim(bottom=0)
     err_ax.set_ylim(bottom=0)
     loss_ax.set_xlim(left=0)
@@ -82,15 +95,17 @@ def curves_figure(run_dirs, x="epoch", labels=None, title=None):
     return fig
 
 
-def plot_runs(run_dirs, out_prefix, x="epoch", labels=None, title=None):
-    """Plot training loss and test error of ``run_dirs`` against ``x``.
+def plot_runs(run_dirs, out_prefix, x="epoch", labels=None, title=None,
+              train_key="train_loss"):
+    """Plot the training loss (or, with ``train_key="train_error"``, the training error)
+    and the test error of ``run_dirs`` against ``x``.
 
     ``x`` is ``'epoch'`` or ``'iteration'``; ``labels`` overrides the legend labels
     taken from each run's config. Writes ``out_prefix.png`` and ``out_prefix.pdf``
     and returns ``[png_path, pdf_path]``. Runs still in progress are plotted as far
     as they got.
     """
-    fig = curves_figure(run_dirs, x=x, labels=labels, title=title)
+    fig = curves_figure(run_dirs, x=x, labels=labels, title=title, train_key=train_key)
     paths = [f"{out_prefix}.png", f"{out_prefix}.pdf"]
     for path in paths:
         save_figure(fig, path)
@@ -118,7 +133,7 @@ def results_table(run_dirs, labels=None):
     reached at; ImageNet runs with ``val_top5_acc`` also get the final top-5 error.
     """
     names = _labels(run_dirs, labels)
-    runs = [load_metrics(d) for d in run_dirs]
+    runs = [read_metrics(d, required=True) for d in run_dirs]
     top5 = any("val_top5_acc" in r for records in runs for r in records)
     header = ["Run", "Epochs", "Final test error (%)", "Best test error (%)", "Best at epoch"]
     header += ["Final top-5 error (%)"] if top5 else []

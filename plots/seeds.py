@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from plots.curves import save_figure
-from plots.runs import load_metrics
+from training.rundir import read_metrics
 
 TRAIN_KEYS = {"train_loss": "Training loss", "train_error": "Training error (%)"}
 
@@ -57,7 +57,7 @@ def plot_seeded_runs(groups, out_prefix, train_key="train_loss", title=None):
     val_ax = train_ax if train_key == "train_error" else train_ax.twinx()
     handles = []
     for i, (label, run_dirs) in enumerate(groups.items()):
-        runs = [load_metrics(d) for d in run_dirs]
+        runs = [read_metrics(d, required=True) for d in run_dirs]
         runs = [r for r in runs if r]
         if not runs:
             continue

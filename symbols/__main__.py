@@ -7,7 +7,7 @@ installed, else its DOT source).
 import argparse
 import os
 
-from common.cli import UsageError, run_main
+from common.cli import UsageError, parse_image_shape, parse_yes_no, run_main
 
 
 def parse_args(argv=None):
@@ -26,12 +26,12 @@ def parse_args(argv=None):
 
 
 def save_graph(symbol, image_shape, path):
-    """Draw ``symbol`` with mx.viz into ``path``; returns the file written."""
+    """Draw ``symbol`` for inputs of ``image_shape`` (channels, height, width) with mx.viz
+    into ``path``; returns the file written."""
     from common.mx import mx
-    from symbols import parse_image_shape
     stem, ext = os.path.splitext(path)
     fmt = ext.lstrip(".") or "pdf"
-    dot = mx.viz.plot_network(symbol, shape={"data": (1,) + parse_image_shape(image_shape)},
+    dot = mx.viz.plot_network(symbol, shape={"data": (1,) + image_shape},
                               save_format=fmt, hide_weights=True)
     try:
         return dot.render(stem, cleanup=True)
@@ -45,23 +45,23 @@ def save_graph(symbol, image_shape, path):
 def main(argv=None):
     args = parse_args(argv)
     import symbols
-    bottleneck = None if args.bottleneck is None else args.bottleneck == "yes"
     try:
-        net = symbols.get_symbol(args.num_classes, args.num_layers, args.image_shape,
-                                 unit=args.unit, shortcut=args.shortcut,
-                                 projection=args.projection, bottleneck=bottleneck,
+        shape = parse_image_shape(args.image_shape)
+        net = symbols.get_symbol(args.num_classes, args.num_layers, shape, unit=args.unit,
+                                 shortcut=args.shortcut, projection=args.projection,
+                                 bottleneck=parse_yes_no(args.bottleneck, "--bottleneck"),
                                  dtype=args.dtype)
     except ValueError as err:
         raise UsageError(err) from None
-    params = symbols.num_params(net, args.image_shape)
-    macs = symbols.count_macs(net, args.image_shape)
+    params = symbols.num_params(net, shape)
+    macs = symbols.count_macs(net, shape)
     print(f"ResNet-{args.num_layers} {args.unit} {args.shortcut} "
-          f"(projection {args.projection}), input {args.image_shape}")
+          f"(projection {args.projection}), input {','.join(map(str, shape))}")
     print(f"parameters:     {params:,} ({params / 1e6:.2f}M)")
     print(f"multiply-adds:  {macs:,} per image ({macs / 1e9:.3f} G)")
-    print(f"output shape:   {symbols.output_shape(net, args.image_shape)}")
+    print(f"output shape:   {symbols.output_shape(net, shape)}")
     if args.graph:
-        print(f"graph:          {save_graph(net, args.image_shape, args.graph)}")
+        print(f"graph:          {save_graph(net, shape, args.graph)}")
 
 
 if __name__ == "__main__":

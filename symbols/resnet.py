@@ -140,8 +140,10 @@ def get_symbol(num_classes, num_layers=None, image_shape=(3, 32, 32), unit="full
                dtype="float32", probe=False, **shortcut_params):
     """A ResNet classifier ending in SoftmaxOutput 'softmax' (inputs 'data', 'softmax_label').
 
-    Images of 32 px or less get the CIFAR net (depth 6n+2 basic, 9n+2 bottleneck, which
-    is the default from depth 164 on), larger ones the ImageNet net (depths 18-200).
+    ``image_shape`` is (channels, height, width); a "3,32,32" string is read too (see
+    ``common.cli.parse_image_shape``). Images of 32 px or less get the CIFAR net (depth
+    6n+2 basic, 9n+2 bottleneck, which is the default from depth 164 on), larger ones the
+    ImageNet net (depths 18-200).
     ``units`` / ``widths`` override units and output widths per stage (``num_layers`` may
     then be None); ``bottleneck`` forces the branch type. ``unit`` is a Fig. 4 placement,
     ``shortcut`` a Fig. 2 shortcut with its ``shortcut_params`` (e.g. ``scale=0.5``,

@@ -37,3 +37,17 @@ def generated_cifar100(tmp_path_factory):
     from data.synthetic import make_synthetic_cifar
     return make_synthetic_cifar(str(tmp_path_factory.mktemp("cifar100")), "cifar100",
                                 train_per_batch=300, test_size=100)
+
+
+@pytest.fixture(scope="session")
+def run3(generated_cifar10, tmp_path_factory):
+    """A 3-epoch ResNet-8 run on ``generated_cifar10`` (its directory, its returned
+    records), for the training, export and classification tests.
+
+    Shared by the whole session: tests must not change it (``copy_run`` it first)."""
+    import train_cifar
+    from tests.train_support import TINY
+    out = str(tmp_path_factory.mktemp("run3"))
+    records = train_cifar.main(["--data-dir", generated_cifar10, "--output-dir", out,
+                                "--num-epochs", "3", "--disp-batches", "2"] + TINY)
+    return out, records

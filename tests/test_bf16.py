@@ -1,6 +1,7 @@
 """bfloat16 training: the CPU check and its one-line refusal, the converted graph (types,
 casts, float32 parameters), Module binding and float32 checkpoints; and, on a CPU with
 native bfloat16, training steps, the fusion, resume and export across precisions."""
+import dataclasses
 import json
 import os
 
@@ -17,6 +18,7 @@ from symbols.precision import bfloat16_graph
 from tests.cpuinfo_samples import SAPPHIRE_RAPIDS, ZEN3, ZEN4
 from tests.train_support import TINY, run_script
 from training import checkpoint as ckpt
+from training import rundir
 from training.benchmark import SyntheticIter
 from training.module import build_symbol, create_module
 from training.schedule import StepSchedule
@@ -176,11 +178,11 @@ def test_imagenet_nets_convert(depth):
 # -- the Module and its checkpoints ------------------------------------------------------
 
 def tiny_args(tmp_path, dtype="bfloat16", extra=()):
-    """train_cifar's flags of a ResNet-8 run; ``dtype`` set after the flags' CPU check."""
-    args = train_cifar.parse_args(TINY + ["--data-dir", str(tmp_path), "--output-dir",
-                                          str(tmp_path / "run")] + list(extra))
-    args.dtype = dtype
-    return args
+    """train_cifar's configuration of a ResNet-8 run; ``dtype`` set after the flags' CPU
+    check."""
+    config = train_cifar.parse_args(TINY + ["--data-dir", str(tmp_path), "--output-dir",
+                                            str(tmp_path / "run")] + list(extra))
+    return dataclasses.replace(config, dtype=dtype)
 
 
 def tiny_module(args, batch=4):
@@ -204,7 +206,7 @@ def test_module_binds_with_float32_parameters_and_checkpoints_load_into_float32(
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     ckpt.save_checkpoint(run_dir, 1, 2, symbol, arg, aux, mod.save_optimizer_states)
-    manifest = ckpt.find_checkpoint(run_dir)
+    manifest = rundir.find_checkpoint(run_dir)
     loaded, loaded_aux = ckpt.load_params(run_dir, manifest)
     assert {v.dtype for v in loaded.values()} == {np.float32}
     float32_mod, _, _ = tiny_module(tiny_args(tmp_path, "float32"))
@@ -264,7 +266,7 @@ def test_train_in_bfloat16_resume_in_float32_and_export(generated_cifar10, tmp_p
     out = run_script(["train_cifar.py", "--num-epochs", "2", "--resume", "--export"] + common,
                      timeout=600)
     assert out.returncode == 0, out.stderr
-    records = ckpt.read_metrics(run)
+    records = rundir.read_metrics(run)
     assert [r["epoch"] for r in records] == [1, 2]
     assert os.path.isfile(os.path.join(run, "export", "model-0000.params"))
 

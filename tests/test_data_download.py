@@ -104,9 +104,13 @@ def test_checksum_mismatch_leaves_nothing(archive, tmp_path):
     ("/short", "failed: connection closed after 10 of 100000 bytes")])
 def test_failed_download_leaves_nothing(server, tmp_path, path, message):
     root = tmp_path / "data"
-    with pytest.raises(OSError, match=f"download of {server[0]}{path} {message}"):
+    with pytest.raises(OSError, match=f"download of {server[0]}{path} {message}") as failed:
         data.download_cifar("cifar10", str(root), url=server[0] + path, progress=False)
     assert os.listdir(root) == []
+    # a user without internet learns how to use a copy of the archive at hand
+    assert str(failed.value).endswith(
+        f"; to unpack a copy of the archive at hand instead: python3 -m data download cifar10 "
+        f"{root} --url file:///ABSOLUTE/PATH/{os.path.basename(path)} [--md5 ITS_MD5]")
 
 
 def evil_archive(path, kind):

@@ -116,7 +116,7 @@ def test_float16_and_parts(recs):
     for part in range(2):
         train, val = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=1,
                                              num_parts=2, part_index=part, dtype="float16",
-                                             image_shape="3,64,64")
+                                             image_shape=(3, 64, 64))
         assert len(list(train)) == 1   # 12 images, 2 parts, 4 per batch: 6 // 4
         for b in val:
             assert b.data[0].dtype == np.float16 and b.data[0].shape == (4, 3, 64, 64)
@@ -129,7 +129,9 @@ def test_errors(image_folder, recs, tmp_path):
     with pytest.raises(FileNotFoundError, match="train.rec: no such file"):
         data.get_imagenet_iters(str(tmp_path), batch_size=4)
     with pytest.raises(ValueError, match="image_shape must be channels,height,width"):
-        data.get_imagenet_iters(recs, batch_size=4, image_shape="224,224")
+        data.get_imagenet_iters(recs, batch_size=4, image_shape=(224, 224))
+    with pytest.raises(ValueError, match="image_shape must be channels,height,width"):
+        data.get_imagenet_iters(recs, batch_size=4, image_shape="3,224,224")
     with pytest.raises(ValueError, match="too few images for one batch"):
         data.get_imagenet_iters(recs, batch_size=64)
     with pytest.raises(ValueError, match="no class sub-folders"):

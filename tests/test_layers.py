@@ -58,7 +58,7 @@ def test_an_upward_import_is_found(tmp_path):
     (tmp_path / "training").mkdir()
     (tmp_path / "common" / "x.py").write_text("import os\n\ndef f():\n    import plots\n")
     (tmp_path / "training" / "y.py").write_text("from training import z\nfrom common import x\n"
-                                                "from experiments.launch import launch\n")
+                                                "from experiments.jobs import launch\n")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "w.py").write_text("from . import cifar\nfrom symbols import layers\n")
     assert upward_imports(tmp_path) == ["common/x.py:4 imports plots",

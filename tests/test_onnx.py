@@ -23,9 +23,12 @@ from common.mx import mx  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.train_support import TINY  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402
+from training import rundir
 from training import onnx_export  # noqa: E402
-from training.predict import Classifier, export_model, inference_symbol, load_image  # noqa: E402
-from training.predict import main as predict_main  # noqa: E402
+from training.classify import Classifier, load_image  # noqa: E402
+from training.classify import main as classify_main  # noqa: E402
+from training.export import export_model, inference_symbol  # noqa: E402
+from training.export import main as export_main  # noqa: E402
 
 BOUND = onnx_export.PROB_TOL
 MEAN, STD = [125.3, 123.0, 113.9], [63.0, 62.1, 66.7]
@@ -85,7 +88,7 @@ def make_run(folder, num_layers=14, image_shape=(3, 32, 32), data_dir=None, seed
                              "mean": MEAN, "std": STD}}
     if data_dir:
         config.update(dataset="cifar10", data_dir=data_dir)
-    write_json(os.path.join(folder, ckpt.CONFIG), config)
+    write_json(os.path.join(folder, rundir.CONFIG), config)
     return str(folder)
 
 
@@ -139,7 +142,7 @@ def test_batchnorm_statistics_reach_the_onnx_graph(generated_cifar10, tmp_path):
     run = make_run(tmp_path / "run", unit="original", shortcut="identity")
     images = image_batch(generated_cifar10, (3, 32, 32))
     first = onnxruntime_probabilities(export_model(run), images)
-    arg, aux = ckpt.load_params(run, ckpt.find_checkpoint(run))
+    arg, aux = ckpt.load_params(run, rundir.find_checkpoint(run))
     aux = {k: v * 1.5 if k.endswith("moving_var") else v for k, v in aux.items()}
     sym = mx.sym.load(os.path.join(run, "model-symbol.json"))
     ckpt.save_checkpoint(run, 2, 2, sym, arg, aux)
@@ -153,7 +156,8 @@ def test_an_imagenet_export_is_checked_on_its_validation_images(generated_cifar1
     from PIL import Image
 
     import data
-    from training.predict import check_images, preprocess
+    from training.classify import preprocess
+    from training.export import check_images
     pixels = data.load_batch(os.path.join(generated_cifar10, "test_batch"))[0][:3]
     for i, image in enumerate(pixels):
         os.makedirs(tmp_path / "images" / f"class{i}")
@@ -169,7 +173,7 @@ def test_an_imagenet_export_is_checked_on_its_validation_images(generated_cifar1
         np.testing.assert_array_equal(images[0], preprocess(first, pre))
     run = make_run(tmp_path / "run", num_layers=None, units=(1, 1, 1, 1), widths=(8, 8, 16, 16),
                    image_shape=(3, 64, 64), unit="original")
-    config_path = os.path.join(run, ckpt.CONFIG)
+    config_path = os.path.join(run, rundir.CONFIG)
     config = dict(json.load(open(config_path)), data_dir=str(tmp_path), preprocess=pre)
     write_json(config_path, config)
     with open(os.path.join(export_model(run), "model.json")) as f:
@@ -234,8 +238,8 @@ def test_the_batch_size_is_dynamic(generated_cifar10, tmp_path):
 
 
 def classify_lines(args, capsys):
-    """stdout lines of ``python3 -m training.predict classify ARGS``."""
-    assert predict_main(["classify"] + args) == 0
+    """stdout lines of ``python3 -m training.classify ARGS``."""
+    assert classify_main(args) == 0
     return capsys.readouterr().out.splitlines()
 
 
@@ -259,7 +263,7 @@ def test_classify_gives_the_same_top_classes_through_both_backends(generated_cif
                                                                    capsys):
     run = make_run(tmp_path / "run", data_dir=generated_cifar10, unit="original",
                    shortcut="exclusive_gating")
-    assert predict_main(["export", run]) == 0
+    assert export_main([run]) == 0
     export = capsys.readouterr().out.strip()
     with open(os.path.join(export, "model.json")) as f:
         assert json.load(f)["onnx"]["checked_on"].startswith("16 images of cifar10")
@@ -280,10 +284,10 @@ def test_onnx_classify_needs_no_mxnet(generated_cifar10, tmp_path, capsys):
     paths = image_files(generated_cifar10, tmp_path / "images", count=2)
     expected = classify_lines([export, "--top-k", "2"] + paths, capsys)
     code = ("import sys; sys.modules['mxnet'] = None\n"  # any import of MXNet now fails
-            "from common.cli import run_main; from training.predict import main\n"
-            "run_main(main, sys.argv[1:], prog='training.predict')\n"
+            "from common.cli import run_main; from training.classify import main\n"
+            "run_main(main, sys.argv[1:], prog='training.classify')\n"
             "assert not any(m.startswith('mxnet') for m in sys.modules if sys.modules[m])")
-    result = subprocess.run([sys.executable, "-c", code, "classify", export, "--onnx",
+    result = subprocess.run([sys.executable, "-c", code, export, "--onnx",
                              "--top-k", "2"] + paths, cwd=ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
@@ -294,10 +298,10 @@ def test_onnx_classify_needs_no_mxnet(generated_cifar10, tmp_path, capsys):
 
 def onnx_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_main(predict_main, argv, prog="training.predict")
+        run_main(classify_main, argv, prog="training.classify")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("training.predict: error: ")
+    assert len(err) == 1 and err[0].startswith("training.classify: error: ")
     return err[0]
 
 
@@ -309,17 +313,16 @@ def test_a_corrupted_model_onnx_is_refused_in_one_line(generated_cifar10, tmp_pa
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # one weight's bits flipped: still a valid protobuf
     open(path, "wb").write(bytes(data))
-    assert "is corrupt" in onnx_error(["classify", export, image, "--onnx"], capsys)
+    assert "is corrupt" in onnx_error([export, image, "--onnx"], capsys)
     open(path, "wb").write(bytes(data[:len(data) // 3]))  # truncated, checksum not recorded
     info_path = os.path.join(export, "model.json")
     info = json.load(open(info_path))
     info["onnx"]["sha256"] = None
     write_json(info_path, info)
-    assert "not a valid ONNX model" in onnx_error(["classify", export, image, "--onnx"], capsys)
+    assert "not a valid ONNX model" in onnx_error([export, image, "--onnx"], capsys)
     os.remove(path)
-    assert "no such file" in onnx_error(["classify", export, image, "--onnx"], capsys)
-    assert "takes no --gpu" in onnx_error(["classify", export, image, "--onnx", "--gpu", "0"],
-                                          capsys)
+    assert "no such file" in onnx_error([export, image, "--onnx"], capsys)
+    assert "takes no --gpu" in onnx_error([export, image, "--onnx", "--gpu", "0"], capsys)
 
 
 def test_without_onnx_the_export_says_how_to_get_it(generated_cifar10, tmp_path, monkeypatch,
@@ -332,7 +335,7 @@ def test_without_onnx_the_export_says_how_to_get_it(generated_cifar10, tmp_path,
     assert "pip install -e '.[onnx]'" in caplog.text
     assert not os.path.exists(os.path.join(export, "model.onnx"))
     image = image_files(generated_cifar10, tmp_path / "images", count=1)[0]
-    assert "has no model.onnx" in onnx_error(["classify", export, image, "--onnx"], capsys)
+    assert "has no model.onnx" in onnx_error([export, image, "--onnx"], capsys)
     assert len(classify_lines([export, image], capsys)) == 1  # MXNet still classifies
 
 

@@ -11,6 +11,7 @@ import pytest
 import plots
 from plots.__main__ import main
 from common.cli import run_main
+from training.rundir import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERS_PER_EPOCH = 391  # 50k CIFAR images, batch 128
@@ -93,10 +94,13 @@ def test_labels_override_and_must_match_runs(two_runs):
         plots.plot_runs(two_runs, "unused", labels=["a"])
 
 
-def test_run_in_progress_ignores_truncated_last_line(tmp_path):
+def test_run_in_progress_skips_its_truncated_last_line_and_says_so(tmp_path, caplog):
     run = make_run(tmp_path, "live", 5, tail='{"epoch": 6, "iteration": 2346, "train_lo')
-    records = plots.load_metrics(run)
+    records = read_metrics(run, required=True)
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    path = os.path.join(run, "metrics.jsonl")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:6: partly written last line skipped"]
     png, _ = plots.plot_runs([run], str(tmp_path / "live"), x="iteration")
     assert matplotlib.image.imread(png).shape[:2] == (420, 640)
 
@@ -114,7 +118,7 @@ def test_corrupt_line_before_the_end_is_skipped_with_a_warning(tmp_path, caplog)
     lines[1] = lines[1][:20]
     lines[2] = "[3]"
     open(path, "w").write("\n".join(lines) + "\n")
-    records = plots.load_metrics(run)
+    records = read_metrics(run, required=True)
     assert [r["epoch"] for r in records] == [1, 4]
     assert [r.getMessage() for r in caplog.records] == [
         f"{path}:2: not a JSON record; line skipped", f"{path}:3: not a JSON object; line skipped"]
@@ -126,7 +130,7 @@ def test_epochs_out_of_order_warn(tmp_path, caplog):
     path = os.path.join(run, "metrics.jsonl")
     lines = open(path).read().splitlines()
     open(path, "w").write("\n".join(lines + lines) + "\n")
-    assert len(plots.load_metrics(run)) == 4
+    assert len(read_metrics(run, required=True)) == 4
     assert [r.getMessage() for r in caplog.records] == [
         f"{path}:3: epoch 1 after epoch 2 (did two runs write here?)"]
 
@@ -186,7 +190,7 @@ def test_python_dash_m_plots(two_runs, tmp_path):
         f"run directory not found: {tmp_path / 'missing'}")
 
 
-def test_python_dash_m_plots_warns_about_a_corrupt_line_not_a_partial_last_one(tmp_path):
+def test_python_dash_m_plots_warns_about_a_corrupt_line_and_a_partial_last_one(tmp_path):
     run = make_run(tmp_path, "bad", 3, tail='{"epoch": 4, "itera')
     path = os.path.join(run, "metrics.jsonl")
     lines = open(path).read().split("\n")
@@ -195,5 +199,27 @@ def test_python_dash_m_plots_warns_about_a_corrupt_line_not_a_partial_last_one(t
     done = subprocess.run([sys.executable, "-m", "plots", run, "--out", str(tmp_path / "m")],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines() == [f"{path}:2: not a JSON record; line skipped"]
+    assert done.stderr.splitlines() == [f"{path}:2: not a JSON record; line skipped",
+                                        f"{path}:4: partly written last line skipped"]
     assert "| ResNet-110 full_preact identity | 3 |" in done.stdout
+
+
+def test_training_error_shares_the_test_errors_axis(tmp_path):
+    """--train-error: the 2015 paper's Fig. 6, both errors in % on one axis."""
+    from plots.curves import curves_figure
+    run = make_run(tmp_path, "r20", 4)
+    fig = curves_figure([run], x="iteration", train_key="train_error")
+    (ax,) = fig.axes
+    dashed, solid = ax.lines[:2]
+    records = read_metrics(run)
+    assert list(dashed.get_ydata()) == pytest.approx([100 * (1 - r["train_acc"]) for r in records])
+    assert list(solid.get_ydata()) == pytest.approx([100 * (1 - r["val_acc"]) for r in records])
+    assert list(dashed.get_xdata()) == [r["iteration"] for r in records]
+    assert dashed.get_linestyle() == "--" and solid.get_linestyle() == "-"
+    done = subprocess.run([sys.executable, "-m", "plots", run, "--out", str(tmp_path / "f6"),
+                           "--train-error", "--x", "iteration"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert os.path.getsize(tmp_path / "f6.png") > 1000
+    with pytest.raises(ValueError, match="unknown training curve 'loss'"):
+        curves_figure([run], train_key="loss")

@@ -81,7 +81,8 @@ def test_bottleneck_is_default_from_depth_164_and_formulas_are_checked():
 
 
 def test_widths_and_units_overridable():
-    net = symbols.get_symbol(10, image_shape="3,32,32", units=(12, 12, 12), widths=(64, 128, 256))
+    net = symbols.get_symbol(10, image_shape=(3, 32, 32), units=(12, 12, 12),
+                             widths=(64, 128, 256))
     args = net.list_arguments()
     assert "stage3_unit12_conv2_weight" in args and "stage3_unit13_conv1_weight" not in args
     shapes = symbols.param_shapes(net, CIFAR)
@@ -142,6 +143,8 @@ def test_invalid_combinations_fail_clearly():
         symbols.get_symbol(10, 20, shortcut="none", projection="C")
     with pytest.raises(ValueError, match="valid: A, B, C"):
         symbols.get_symbol(10, 20, projection="D")
+    with pytest.raises(ValueError, match="image_shape"):
+        symbols.get_symbol(10, 20, (3, 32))
     with pytest.raises(ValueError, match="image_shape"):
         symbols.get_symbol(10, 20, "3,32")
     with pytest.raises(ValueError, match="num_classes"):
@@ -301,3 +304,14 @@ def test_symbols_command(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "6n+2" in bad.stderr
+
+
+def test_symbols_command_reads_the_shape_and_bottleneck_once(capsys):
+    from symbols.__main__ import main
+    main(["--num-layers", "29", "--bottleneck", "yes", "--image-shape", "3, 32,32"])  # 9n+2
+    out = capsys.readouterr().out
+    assert "input 3,32,32" in out and "(1, 10)" in out
+    with pytest.raises(ValueError, match=r"9n\+2"):
+        main(["--num-layers", "26", "--bottleneck", "yes"])
+    with pytest.raises(ValueError, match="image_shape must be channels,height,width"):
+        main(["--num-layers", "20", "--image-shape", "3,32"])

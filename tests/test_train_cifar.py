@@ -1,8 +1,9 @@
 """train_cifar.py end to end on a generated CIFAR-10 folder (and, where it exists, on images
 of the real sample): the loss drops, the run directory is complete, kill -9 + --resume equals
-an uninterrupted run, NaN stops the run, bad flags fail in one line, export and predict, the
-synthetic benchmark; flags that contradict the data, damaged checkpoints, a locked run; the
-curves a run draws."""
+an uninterrupted run, NaN stops the run, bad flags fail in one line, the synthetic
+benchmark; flags that contradict the data, damaged checkpoints, a locked run; the curves a
+run draws. Export and classification of the run: test_training_export.py,
+test_training_classify.py."""
 import json
 import logging
 import os
@@ -19,8 +20,9 @@ import pytest
 import train_cifar
 from common.cli import run_main
 from common.mx import mx
-from tests.train_support import ROOT, TINY, hold_in_child, run_script, small_cifar
+from tests.train_support import ROOT, TINY, copy_run, hold_in_child, run_script, small_cifar
 from training import checkpoint as ckpt
+from training import rundir
 
 TIMINGS = ("epoch_seconds", "samples_per_sec")
 
@@ -29,20 +31,6 @@ TIMINGS = ("epoch_seconds", "samples_per_sec")
 def cifar(generated_cifar10):
     """200 training images (5 x 40) and 60 test images."""
     return generated_cifar10
-
-
-@pytest.fixture(scope="module")
-def run3(cifar, tmp_path_factory):
-    """A 3-epoch ResNet-8 run (its directory, its returned records)."""
-    out = str(tmp_path_factory.mktemp("run3"))
-    records = train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--num-epochs", "3",
-                                "--disp-batches", "2"] + TINY)
-    return out, records
-
-
-def copy_run(run3, tmp_path):
-    shutil.copytree(run3[0], tmp_path / "run")
-    return str(tmp_path / "run")
 
 
 def without_timings(records):
@@ -65,7 +53,7 @@ def test_short_run_lowers_the_loss_and_writes_the_run_directory(run3):
     assert [r["iteration"] for r in records] == [6, 12, 18]  # 200 images / 32, last dropped
     assert records[-1]["train_loss"] < records[0]["train_loss"]
     assert records[-1]["train_loss"] < np.log(10)  # better than chance
-    assert without_timings(ckpt.read_metrics(out)) == without_timings(records)
+    assert without_timings(rundir.read_metrics(out)) == without_timings(records)
     for r in records:
         assert set(r) == {"epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss",
                           "val_acc", "epoch_seconds", "samples_per_sec"}
@@ -76,7 +64,7 @@ def test_short_run_lowers_the_loss_and_writes_the_run_directory(run3):
     assert config["batches_per_epoch"] == 6 and config["lr_steps_iterations"] == [32000, 48000]
     assert len(config["classes"]) == 10 and len(config["preprocess"]["mean"]) == 3
     # --keep-checkpoints 2: epochs 2 and 3 remain, loadable by MXNet
-    assert sorted(ckpt.list_checkpoints(out)) == [2, 3]
+    assert sorted(rundir.list_checkpoints(out)) == [2, 3]
     sym, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 3)
     assert "stage1_unit1_conv1_weight" in arg and aux
     # the network as built, not the fused one trained on the CPU (symbols.fusion)
@@ -106,11 +94,11 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(cifar, tmp_path):
     proc.wait(timeout=30)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    assert [r["epoch"] for r in ckpt.read_metrics(out)] == [1]
+    assert [r["epoch"] for r in rundir.read_metrics(out)] == [1]
     resumed = train_cifar.main(flags + ["--output-dir", out, "--resume"])
     assert [r["epoch"] for r in resumed] == [1, 2]
     assert without_timings(resumed) == without_timings(straight)
-    assert without_timings(ckpt.read_metrics(out)) == without_timings(straight)
+    assert without_timings(rundir.read_metrics(out)) == without_timings(straight)
 
 
 def test_num_iters_stops_inside_the_last_epoch_and_resumes_to_the_same_end(cifar, tmp_path):
@@ -125,9 +113,31 @@ def test_num_iters_stops_inside_the_last_epoch_and_resumes_to_the_same_end(cifar
     assert (config["planned_epochs"], config["planned_iterations"]) == (3, 14)
     out = str(tmp_path / "b")
     shutil.copytree(tmp_path / "a", out)
-    os.remove(os.path.join(out, ckpt.checkpoint_files(3)["manifest"]))
+    os.remove(os.path.join(out, rundir.checkpoint_files(3)["manifest"]))
     resumed = train_cifar.main(flags + ["--output-dir", out, "--resume"])
     assert without_timings(resumed) == without_timings(records)
+
+
+def test_a_run_whose_config_json_holds_the_flags_as_text_resumes_the_same(run3, cifar,
+                                                                          tmp_path):
+    """config.json written before the flags were typed ("3,32,32", "32000,48000", null
+    GPUs): --resume repeats epoch 3 exactly and writes the typed values."""
+    out = copy_run(run3, tmp_path)
+    os.remove(os.path.join(out, rundir.checkpoint_files(3)["manifest"]))
+    path = os.path.join(out, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    assert (config["image_shape"], config["lr_step_iters"]) == ([3, 32, 32], [32000, 48000])
+    assert (config["gpus"], config["shortcut_param"], config["bottleneck"]) == ([], {}, None)
+    config.update(image_shape="3,32,32", lr_step_iters="32000,48000", lr_step_epochs=None,
+                  gpus=None, shortcut_param=[])
+    with open(path, "w") as f:
+        json.dump(config, f)
+    records = train_cifar.main(["--data-dir", cifar, "--output-dir", out, "--resume",
+                                "--num-epochs", "3", "--disp-batches", "2"] + TINY)
+    assert without_timings(records) == without_timings(run3[1])
+    with open(path) as f:
+        assert json.load(f)["image_shape"] == [3, 32, 32]
 
 
 def test_resume_refuses_a_changed_network(run3, cifar, tmp_path, capsys):
@@ -148,8 +158,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint_kept(run3, cifar, tmp_path
     err = fail(["--data-dir", cifar, "--output-dir", out, "--resume", "--num-epochs", "5",
                 "--lr", "1e30", "--disp-batches", "1"] + TINY, capsys)
     assert "loss is nan" in err and "epoch 4" in err and "checkpoint" in err
-    assert [r["epoch"] for r in ckpt.read_metrics(out)] == [1, 2, 3]
-    assert ckpt.find_checkpoint(out)["epoch"] == 3
+    assert [r["epoch"] for r in rundir.read_metrics(out)] == [1, 2, 3]
+    assert rundir.find_checkpoint(out)["epoch"] == 3
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -176,79 +186,6 @@ def test_missing_data_fails_in_one_line_from_the_command_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("train_cifar.py: error: ")
     assert "Traceback" not in result.stderr
-
-
-def test_export_and_predict_classify_image_files(run3, tmp_path, capsys):
-    import matplotlib.image
-
-    from training.predict import Classifier, export_model, load_image
-    from training.predict import main as predict_main
-    out = copy_run(run3, tmp_path)
-    model_dir = export_model(out)
-    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    path = str(tmp_path / "cat.png")
-    matplotlib.image.imsave(path, pixels)
-    model = Classifier(model_dir)
-    [(name, top)] = model.classify([path], top_k=10)
-    probs = [p for _, p in top]
-    assert name == path and sum(probs) == pytest.approx(1, abs=1e-5)
-    assert probs == sorted(probs, reverse=True)
-    assert {c for c, _ in top} == set(model.info["classes"])
-    # the exported net computes what the trained net computes in evaluation
-    sym, arg, aux = mx.model.load_checkpoint(os.path.join(out, "model"), 3)
-    mod = mx.mod.Module(sym)
-    mod.bind([("data", (1, 3, 32, 32))], [("softmax_label", (1,))], for_training=False)
-    mod.set_params(arg, aux)
-    x = load_image(path, model.info["preprocess"])[None]
-    mod.forward(mx.io.DataBatch([mx.nd.array(x)], [mx.nd.zeros(1)]), is_train=False)
-    np.testing.assert_allclose(model.probabilities(x), mod.get_outputs()[0].asnumpy(),
-                               rtol=1e-5, atol=1e-6)
-    assert predict_main(["classify", out, path, "--top-k", "2"]) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith(f"{path}: ") and printed.count(" 0.") + printed.count(" 1.") == 2
-
-
-def test_predict_errors_are_one_line(tmp_path, capsys):
-    from training.predict import main as predict_main
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(predict_main, ["classify", str(tmp_path), "x.png"], prog="training.predict")
-    assert exit_info.value.code == 2
-    assert "not an export folder" in capsys.readouterr().err
-
-
-def test_classify_refuses_damaged_export_files_in_one_line(run3, tmp_path):
-    import matplotlib.image
-
-    from training.predict import INFO, PARAMS_FILE, SYMBOL_FILE, export_model
-    model_dir = export_model(copy_run(run3, tmp_path), onnx=False)
-    image = str(tmp_path / "cat.png")
-    matplotlib.image.imsave(image, np.zeros((32, 32, 3), np.uint8))
-
-    def classify_error(damage, name):
-        folder = str(tmp_path / f"{damage}_{name}")
-        shutil.copytree(model_dir, folder)
-        path = os.path.join(folder, name)
-        if damage == "unsummed":  # an export written before the sums: MXNet's own error
-            info = json.load(open(os.path.join(folder, INFO)))
-            del info["sha256"]
-            json.dump(info, open(os.path.join(folder, INFO), "w"))
-        with open(path, "r+b") as f:
-            f.truncate(os.path.getsize(path) // 2 if name != INFO else 5)
-        out = run_script(["-m", "training.predict", "classify", folder, image])
-        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-        [line] = out.stderr.strip().splitlines()
-        return line, path
-
-    for name in (PARAMS_FILE, SYMBOL_FILE):
-        line, path = classify_error("truncated", name)
-        assert line == (f"training.predict: error: {path} is corrupt: its SHA-256 differs "
-                        f"from the one recorded in {INFO} at export; export the run again")
-    line, path = classify_error("truncated", INFO)
-    assert line.startswith(f"training.predict: error: {path}: not valid JSON")
-    line, _ = classify_error("unsummed", PARAMS_FILE)
-    folder = str(tmp_path / f"unsummed_{PARAMS_FILE}")
-    assert line == (f"training.predict: error: {folder}: MXNet cannot load the export "
-                    "(fi->Read(data): Invalid NDArray file format); export the run again")
 
 
 def test_benchmark_trains_on_synthetic_data(capsys):
@@ -387,23 +324,6 @@ def test_resume_with_changed_settings_warns_naming_them(run3, cifar, tmp_path, c
                        "seed 1 (was 0), wd 0.001 (was 0.0001)")
 
 
-def test_export_skips_a_damaged_checkpoint_and_names_a_corrupt_config(run3, tmp_path, caplog):
-    from training.predict import export_model
-    out = copy_run(run3, tmp_path)
-    with open(os.path.join(out, "model-0003.params"), "r+b") as f:
-        f.truncate(1000)
-    with caplog.at_level(logging.WARNING):
-        model_dir = export_model(out)
-    assert "skipping the checkpoint of epoch 3" in caplog.text
-    with open(os.path.join(model_dir, "model.json")) as f:
-        assert json.load(f)["epoch"] == 2
-    config = os.path.join(out, "config.json")
-    with open(config, "w") as f:
-        f.write('{"preprocess": ')
-    with pytest.raises(ValueError, match=f"^{config}: not valid JSON"):
-        export_model(out)
-
-
 def test_a_run_draws_its_curves_and_a_plotting_failure_only_warns(cifar, tmp_path, caplog,
                                                                   monkeypatch):
     flags = ["--data-dir", cifar, "--num-epochs", "1"] + [f for f in TINY if f != "--no-plots"]
@@ -420,5 +340,5 @@ def test_a_run_draws_its_curves_and_a_plotting_failure_only_warns(cifar, tmp_pat
     with caplog.at_level(logging.WARNING):
         records = train_cifar.main(flags + ["--output-dir", out])
     assert len(records) == 1 and "curves not drawn: no canvas" in caplog.text
-    assert sorted(ckpt.list_checkpoints(out)) == [1]
+    assert sorted(rundir.list_checkpoints(out)) == [1]
     assert not os.path.exists(os.path.join(out, "curves.png"))

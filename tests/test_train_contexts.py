@@ -1,9 +1,12 @@
-"""Data parallelism over several CPU contexts: the same update as one context."""
+"""Data parallelism over several CPU contexts: the same update as one context; the
+contexts of a run, built once from its configuration."""
 import numpy as np
+import pytest
 
 import train_cifar
+from common.cli import UsageError
 from common.mx import mx
-from training.devices import create_kvstore, get_contexts, kvstore_type, sync_params
+from training.devices import create_kvstore, get_contexts, sync_params
 from training.module import build_symbol, create_module
 from training.schedule import StepSchedule
 
@@ -18,11 +21,11 @@ def no_bn_net():
     return mx.sym.SoftmaxOutput(x, name="softmax")
 
 
-def train_steps(symbol, contexts, batches, args):
+def train_steps(symbol, contexts, batches, config):
     it = mx.io.NDArrayIter(np.zeros((8, 3, 8, 8)), np.zeros(8), batch_size=8,
                            label_name="softmax_label")
-    kv, _, _ = create_kvstore(args)
-    mod = create_module(args, symbol, it, contexts, kv, StepSchedule(args.lr))
+    kv, _, _ = create_kvstore(config.kv_store)
+    mod = create_module(config, symbol, it, contexts, kv, StepSchedule(config.lr))
     for batch in batches:
         mod.forward_backward(batch)
         mod.update()
@@ -36,11 +39,11 @@ def batches(count=3):
 
 
 def test_two_cpu_contexts_give_the_update_of_one():
-    args = train_cifar.parse_args(["--benchmark", "--num-layers", "8", "--lr", "0.5"])
+    config = train_cifar.parse_args(["--benchmark", "--num-layers", "8", "--lr", "0.5"])
     data = batches()
-    one, _ = train_steps(no_bn_net(), [mx.cpu(0)], data, args)
-    two, _ = train_steps(no_bn_net(), [mx.cpu(0), mx.cpu(1)], data, args)
-    start, _ = train_steps(no_bn_net(), [mx.cpu(0)], [], args)
+    one, _ = train_steps(no_bn_net(), [mx.cpu(0)], data, config)
+    two, _ = train_steps(no_bn_net(), [mx.cpu(0), mx.cpu(1)], data, config)
+    start, _ = train_steps(no_bn_net(), [mx.cpu(0)], [], config)
     for name in one:
         assert not np.allclose(one[name].asnumpy(), start[name].asnumpy())  # it did learn
         # the gradient is summed over two halves instead of one batch: rounding only
@@ -51,14 +54,14 @@ def test_two_cpu_contexts_give_the_update_of_one():
 def test_batchnorm_statistics_are_averaged_over_contexts():
     # With BatchNorm each device normalises its half batch: the results differ from one
     # device, but the devices end with identical parameters and statistics.
-    args = train_cifar.parse_args(["--benchmark", "--num-layers", "8"])
-    symbol = build_symbol(args)
+    config = train_cifar.parse_args(["--benchmark", "--num-layers", "8"])
+    symbol = build_symbol(config)
     rng = np.random.default_rng(1)
     data = [mx.io.DataBatch([mx.nd.array(rng.standard_normal((8, 3, 32, 32)))],
                             [mx.nd.array(rng.integers(0, 10, 8))])]
     it = mx.io.NDArrayIter(data[0].data[0], data[0].label[0], 8, label_name="softmax_label")
-    mod = create_module(args, symbol, it, [mx.cpu(0), mx.cpu(1)], "local",
-                            StepSchedule(0.1))
+    mod = create_module(config, symbol, it, [mx.cpu(0), mx.cpu(1)], "local",
+                        StepSchedule(0.1))
     mod.forward_backward(data[0])
     mod.update()
     _, aux = sync_params(mod, "local", 2)
@@ -70,6 +73,31 @@ def test_batchnorm_statistics_are_averaged_over_contexts():
 
 
 def test_cpus_flag_makes_cpu_contexts():
-    args = train_cifar.parse_args(["--benchmark", "--num-layers", "8", "--cpus", "2"])
-    assert get_contexts(args) == [mx.cpu(0), mx.cpu(1)]
-    assert kvstore_type(args) == "local"
+    config = train_cifar.parse_args(["--benchmark", "--num-layers", "8", "--cpus", "2"])
+    assert get_contexts(config.gpus, config.cpus) == [mx.cpu(0), mx.cpu(1)]
+    assert config.kv_store == "local"
+    assert get_contexts() == [mx.cpu(0)]
+
+
+def test_gpus_this_build_cannot_see_are_refused_in_one_line():
+    with pytest.raises(UsageError, match=r"^--gpus 0,7: this MXNet build sees \d+ GPU"):
+        get_contexts((0, 7))
+
+
+def test_the_loop_builds_the_contexts_once_and_passes_them_down(monkeypatch, tmp_path):
+    from training import loop
+    calls, seen = [], []
+
+    def counted(*args):
+        calls.append(args)
+        return get_contexts(*args)
+    monkeypatch.setattr(loop, "get_contexts", counted)
+    monkeypatch.setattr(loop, "benchmark", lambda config, symbol, contexts: seen.append(contexts))
+    monkeypatch.setattr(loop, "fit", lambda config, symbol, contexts, *rest: seen.append(contexts))
+    flags = ["--num-layers", "8", "--cpus", "2"]
+    loop.train(train_cifar.parse_args(flags + ["--benchmark"]), make_data=None)
+    loop.train(train_cifar.parse_args(flags + ["--data-dir", "d", "--output-dir",
+                                               str(tmp_path)]),
+               make_data=lambda config, parts, index: (None, None, {}))
+    assert calls == [((), 2)] * 2
+    assert seen == [[mx.cpu(0), mx.cpu(1)]] * 2

@@ -10,6 +10,7 @@ import data
 import train_imagenet
 from common.cli import UsageError, run_main
 from training import checkpoint as ckpt
+from training import rundir
 from training.args import check_num_classes
 
 
@@ -18,8 +19,8 @@ def test_defaults_are_the_papers_recipe():
                                       "--output-dir", "o"])
     assert (args.batch_size, args.lr, args.optimizer, args.mom, args.wd) == \
         (256, 0.1, "sgd", 0.9, 1e-4)
-    assert (args.num_epochs, args.lr_step_epochs, args.top_k) == (90, "30,60", 5)
-    assert (args.image_shape, args.num_classes) == ("3,224,224", 1000)
+    assert (args.num_epochs, args.lr_step_epochs, args.top_k) == (90, (30, 60), 5)
+    assert (args.image_shape, args.num_classes, args.data_nthreads) == ((3, 224, 224), 1000, 4)
 
 
 @pytest.fixture
@@ -48,11 +49,11 @@ def test_one_epoch_on_records_reports_top_k(recs, tmp_path):
     for split in ("train", "val"):
         assert 0 <= record[f"{split}_acc"] <= record[f"{split}_top2_acc"] <= 1
     assert np.isfinite(record["val_loss"])
-    assert ckpt.read_metrics(out)[0]["val_top2_acc"] == record["val_top2_acc"]
+    assert rundir.read_metrics(out)[0]["val_top2_acc"] == record["val_top2_acc"]
     with open(os.path.join(out, "config.json")) as f:
         config = json.load(f)
     assert config["preprocess"]["crop"] == 48 and config["preprocess"]["resize"] == 55
-    assert ckpt.find_checkpoint(out)["epoch"] == 1
+    assert rundir.find_checkpoint(out)["epoch"] == 1
 
 
 def test_benchmark_of_an_imagenet_net(capsys):

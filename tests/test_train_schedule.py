@@ -1,7 +1,6 @@
 """The learning-rate schedule: the papers' steps and warm-up, iterations vs epochs."""
 import pytest
 
-from training.recipe import default_warmup
 from training.schedule import StepSchedule, parse_ints, plan
 
 
@@ -36,21 +35,20 @@ def test_base_lr_set_by_the_optimizer_is_used():
 
 def test_plan_in_iterations_ends_inside_the_last_epoch():
     # 50k images / 128 = 390 batches: 64k iterations are 164 epochs and 40 batches
-    assert plan(390, num_iters=64000, lr_step_iters="32000,48000") == (165, [32000, 48000],
-                                                                       64000)
+    assert plan(390, num_iters=64000, lr_step_iters=(32000, 48000)) == (165, [32000, 48000],
+                                                                        64000)
     assert plan(391, num_iters=64000)[::2] == (164, 64000)
     assert plan(10, num_iters=30)[::2] == (3, 30)
 
 
 def test_plan_in_epochs_wins_over_iterations():
-    assert plan(391, num_epochs=164, num_iters=64000, lr_step_epochs="81,122",
-                lr_step_iters="32000,48000") == (164, [81 * 391, 122 * 391], 164 * 391)
+    assert plan(391, num_epochs=164, num_iters=64000, lr_step_epochs=(81, 122),
+                lr_step_iters=(32000, 48000)) == (164, [81 * 391, 122 * 391], 164 * 391)
 
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(batches_per_epoch=0, num_epochs=1), "smaller than one batch"),
     (dict(batches_per_epoch=10), "--num-epochs or --num-iters"),
-    (dict(batches_per_epoch=10, num_epochs=1, lr_step_epochs="3,x"), "comma-separated"),
 ])
 def test_plan_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -63,13 +61,7 @@ def test_bad_schedules_are_refused(steps, factor):
         StepSchedule(0.1, steps, factor)
 
 
-def test_default_warmup_only_for_deep_original_cifar_nets():
-    assert default_warmup("original", 110, (3, 32, 32)) == 400
-    assert default_warmup("original", 1202, (3, 32, 32)) == 400
-    assert default_warmup("original", 56, (3, 32, 32)) == 0
-    assert default_warmup("full_preact", 1001, (3, 32, 32)) == 0
-    assert default_warmup("original", 152, (3, 224, 224)) == 0
-
-
 def test_parse_ints():
     assert parse_ints("30,60", "x") == [30, 60] and parse_ints("", "x") == [] == parse_ints(None, "x")
+    with pytest.raises(ValueError, match="--lr-step-epochs must be comma-separated integers"):
+        parse_ints("3,x", "--lr-step-epochs")

@@ -1,5 +1,7 @@
-"""Helpers of the training tests: a small CIFAR-10 folder, the scripts' flags, subprocesses."""
+"""Helpers of the training tests: a small CIFAR-10 folder, the scripts' flags, a copy of a
+run, subprocesses."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +15,12 @@ def small_cifar(shared, root, train_per_batch=40, test_size=60):
     from data.sample import make_cifar_sample
     make_cifar_sample(shared, str(root), train_per_batch, test_size)
     return str(root)
+
+
+def copy_run(run3, tmp_path):
+    """A copy of the ``run3`` fixture's run directory under ``tmp_path``, to change."""
+    shutil.copytree(run3[0], tmp_path / "run")
+    return str(tmp_path / "run")
 
 
 def run_script(args, timeout=120, **kwargs):

@@ -1,16 +1,91 @@
-"""Argument groups shared by the training scripts (the MXNet example's ``add_fit_args``
-pattern): each script adds the groups, its own data flags, and per-dataset defaults with
-``parser.set_defaults`` (the recipes of ``training.recipe``); ``check_args`` turns bad
-combinations into one-line errors.
+"""The flags of the training scripts, and the typed configuration they become.
+
+Argument groups follow the MXNet example's ``add_fit_args`` pattern: each script adds the
+groups, its own data flags, and per-dataset defaults with ``parser.set_defaults`` (the
+recipes of ``training.recipe``). ``check_args`` turns bad combinations into one-line
+errors and returns the flags as a frozen ``TrainConfig`` (``CifarConfig``,
+``ImagenetConfig``) of typed values: the image shape a tuple, ``--bottleneck`` True, False
+or None, the shortcut settings a dict, the GPUs and the lr steps tuples of ints, the
+kvstore resolved. The rest of ``training`` sees the flags only in that form.
+``parse_cifar_args`` and ``parse_imagenet_args`` do all of it for the two scripts, so a
+run's flags can be checked without starting it.
 """
 import logging
+from dataclasses import dataclass
+from typing import Optional
 
-from common.cli import UsageError, name_values
+from common.cli import Parser, UsageError, name_values, parse_image_shape, parse_yes_no
 from common.cpu import check_dtype
+from training.recipe import CIFAR, IMAGENET
+from training.schedule import parse_ints
 
 OPTIMIZERS = ("nag", "sgd")
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
+CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The flags of a training run as typed values, fixed once checked. Field names are
+    those of the flags, and so are the keys under which config.json records them."""
+    # model
+    num_layers: int
+    unit: str
+    shortcut: str
+    shortcut_param: dict  # --shortcut-param scale=0.5 -> {"scale": 0.5}
+    projection: str
+    bottleneck: Optional[bool]  # None: by depth
+    num_classes: int
+    image_shape: tuple  # (channels, height, width)
+    # data
+    data_dir: Optional[str]
+    benchmark: bool
+    benchmark_batches: int
+    # training
+    gpus: tuple  # GPU ids; () trains on the CPU
+    cpus: Optional[int]
+    kv_store: str  # as given, else 'device' on GPUs and 'local' on CPUs
+    num_epochs: Optional[int]
+    num_iters: Optional[int]
+    batch_size: int
+    lr: float
+    lr_factor: float
+    lr_step_epochs: tuple
+    lr_step_iters: tuple
+    warmup_iters: Optional[int]  # None: the recipe's rule (training.recipe.default_warmup)
+    warmup_lr: float
+    optimizer: str
+    mom: float
+    wd: float
+    top_k: int
+    dtype: str
+    mirror: bool
+    no_fusion: bool
+    seed: int
+    output_dir: Optional[str]
+    resume: bool
+    load_epoch: Optional[int]
+    keep_checkpoints: int
+    disp_batches: int
+    export: bool
+    no_plots: bool
+
+
+@dataclass(frozen=True)
+class CifarConfig(TrainConfig):
+    """A CIFAR run: ``TrainConfig`` and the flags of ``add_cifar_data_args``."""
+    dataset: str
+    download: bool
+    validation_split: bool
+    validation_images: Optional[int]
+    num_examples: Optional[int]
+
+
+@dataclass(frozen=True)
+class ImagenetConfig(TrainConfig):
+    """An ImageNet run: ``TrainConfig`` and the decoding threads."""
+    data_nthreads: int
 
 
 def add_model_args(parser):
@@ -87,6 +162,28 @@ def add_fit_args(parser):
     return g
 
 
+def add_cifar_data_args(parser):
+    """The CIFAR flags of train_cifar.py, in the Data group (``add_data_args``'s)."""
+    g = add_data_args(parser)
+    g.add_argument("--dataset", default="cifar10", choices=list(CIFAR_CLASSES))
+    g.add_argument("--download", action="store_true",
+                   help="download the data set into --data-dir when absent")
+    g.add_argument("--validation-split", action="store_true",
+                   help="train on 45k images and validate on the other 5k (else: test set)")
+    g.add_argument("--validation-images", type=int, metavar="N",
+                   help="validate on N training images held out by class (fixed split)")
+    g.add_argument("--num-examples", type=int,
+                   help="train on a fixed random subset of this many images (smoke runs)")
+    return g
+
+
+def add_imagenet_data_args(parser):
+    """The ImageNet flags of train_imagenet.py, in the Data group (``add_data_args``'s)."""
+    g = add_data_args(parser)
+    g.add_argument("--data-nthreads", type=int, default=4, help="decoding threads")
+    return g
+
+
 def parse_shortcut_params(items):
     """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}."""
     params = {}
@@ -100,6 +197,24 @@ def parse_shortcut_params(items):
             except ValueError:
                 raise UsageError(f"--shortcut-param {name}: {value!r} is not a number") from None
     return params
+
+
+def parse_gpus(text):
+    """--gpus "0,1" -> (0, 1); None or "" -> () (the CPU)."""
+    if text is None or str(text).strip() == "":
+        return ()
+    try:
+        return tuple(int(i) for i in str(text).split(","))
+    except ValueError:
+        raise UsageError(f"--gpus expects comma-separated GPU ids, got {text!r}") from None
+
+
+def parse_steps(text, flag):
+    """--lr-step-iters "32000,48000" -> (32000, 48000); None or "" -> ()."""
+    try:
+        return tuple(parse_ints(text, flag))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def check_num_classes(num_classes, labels, source, data_classes=None):
@@ -119,8 +234,9 @@ def check_num_classes(num_classes, labels, source, data_classes=None):
                     num_classes - 1)
 
 
-def check_args(args):
-    """Reject impossible settings with a one-line UsageError."""
+def check_args(args, config_class=TrainConfig):
+    """Reject impossible settings of the parsed flags ``args`` with a one-line UsageError;
+    returns them typed, as a frozen ``config_class``."""
     positive = ["batch_size", "disp_batches", "num_classes", "benchmark_batches",
                 "num_examples", "data_nthreads", "validation_images"]
     for name in positive:
@@ -145,7 +261,8 @@ def check_args(args):
         raise UsageError("give either --gpus or --cpus, not both")
     if args.cpus is not None and args.cpus < 1:
         raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
-    check_dtype(args.dtype, args.gpus)
+    gpus = parse_gpus(args.gpus)
+    check_dtype(args.dtype, gpus)
     if not args.benchmark:
         if not args.data_dir:
             raise UsageError("--data-dir is required (or --benchmark for synthetic data)")
@@ -153,5 +270,89 @@ def check_args(args):
             raise UsageError("--output-dir is required")
     if (args.resume or args.load_epoch is not None or args.export) and not args.output_dir:
         raise UsageError("--resume, --load-epoch and --export need --output-dir")
-    args.shortcut_kwargs = parse_shortcut_params(args.shortcut_param)
-    return args
+    return config_class(**typed_values(vars(args), gpus))
+
+
+def typed_values(flags, gpus):
+    """The ``flags`` (a dict of the parsed flags) with the values that are text on the
+    command line typed; ``gpus`` already parsed."""
+    try:
+        image_shape = parse_image_shape(flags["image_shape"])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return dict(flags, image_shape=image_shape, gpus=gpus,
+                bottleneck=parse_yes_no(flags["bottleneck"], "--bottleneck"),
+                shortcut_param=parse_shortcut_params(flags["shortcut_param"]),
+                kv_store=flags["kv_store"] or ("device" if gpus else "local"),
+                lr_step_epochs=parse_steps(flags["lr_step_epochs"], "--lr-step-epochs"),
+                lr_step_iters=parse_steps(flags["lr_step_iters"], "--lr-step-iters"))
+
+
+def cifar_parser(prog="train_cifar.py"):
+    """The parser of train_cifar.py's flags, with the CIFAR recipe's defaults."""
+    parser = Parser(prog=prog, description="Train a ResNet on CIFAR-10/100 with the "
+                    "papers' recipe.")
+    add_model_args(parser)
+    add_cifar_data_args(parser)
+    add_fit_args(parser)
+    parser.set_defaults(image_shape="3,32,32", **CIFAR.defaults())
+    return parser
+
+
+def parse_cifar_args(argv=None, prog="train_cifar.py"):
+    """train_cifar.py's flags (``argv``, default sys.argv), checked and typed: a
+    ``CifarConfig``. ``--num-classes`` defaults to the data set's; only --benchmark runs
+    take images other than 3,32,32."""
+    args = cifar_parser(prog).parse_args(argv)
+    if args.num_classes is None:
+        args.num_classes = CIFAR_CLASSES[args.dataset]
+    config = check_args(args, CifarConfig)
+    if not config.benchmark and config.image_shape != (3, 32, 32):
+        raise UsageError(f"--image-shape {args.image_shape}: CIFAR images are 3,32,32 "
+                         "(other shapes only with --benchmark)")
+    return config
+
+
+def imagenet_parser(prog="train_imagenet.py"):
+    """The parser of train_imagenet.py's flags, with the ImageNet recipe's defaults
+    (224x224 crops, 1000 classes, top-5)."""
+    parser = Parser(prog=prog, description="Train a ResNet on ImageNet (RecordIO files) "
+                    "with the 2015 paper's recipe.")
+    add_model_args(parser)
+    add_imagenet_data_args(parser)
+    add_fit_args(parser)
+    parser.set_defaults(image_shape="3,224,224", num_classes=1000, top_k=5,
+                        **IMAGENET.defaults())
+    return parser
+
+
+def parse_imagenet_args(argv=None, prog="train_imagenet.py"):
+    """train_imagenet.py's flags (``argv``, default sys.argv), checked and typed: an
+    ``ImagenetConfig``."""
+    return check_args(imagenet_parser(prog).parse_args(argv), ImagenetConfig)
+
+
+def typed_flags(config):
+    """A config.json's dict with its flags' values in the form ``check_args`` gives them,
+    as this version records them: files written before hold the command line's text
+    (image_shape "3,32,32", bottleneck "yes", shortcut_param ["scale=0.5"], gpus "0,1" or
+    null, lr_step_epochs / lr_step_iters "81,122" or null). Keys it lacks stay absent,
+    other keys unchanged."""
+    typed = dict(config)
+    if "image_shape" in config:
+        typed["image_shape"] = list(parse_image_shape(config["image_shape"]))
+    if "bottleneck" in config:
+        typed["bottleneck"] = parse_yes_no(config["bottleneck"], "bottleneck")
+    if isinstance(config.get("shortcut_param"), list):
+        typed["shortcut_param"] = parse_shortcut_params(config["shortcut_param"])
+    if "gpus" in config:
+        typed["gpus"] = list(listed_ints(config["gpus"], "gpus"))
+    for name in ("lr_step_epochs", "lr_step_iters"):
+        if name in config:
+            typed[name] = list(listed_ints(config[name], name))
+    return typed
+
+
+def listed_ints(value, what):
+    """Ints of a list, or of a comma-separated string ("" and None: none)."""
+    return value if isinstance(value, list) else parse_ints(value, what)

@@ -4,10 +4,9 @@ import time
 
 import numpy as np
 
-from common.cli import parse_image_shape
 from common.cpu import physical_cores, this_cpu
 from common.mx import mx
-from training.devices import create_kvstore, get_contexts
+from training.devices import create_kvstore
 from training.module import create_module
 from training.monitor import RunningStats
 from training.schedule import StepSchedule
@@ -49,14 +48,14 @@ def peak_memory(contexts):
     return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def benchmark(args, symbol, warmup_batches=2):
-    """Train on synthetic data; returns and prints images/s and peak memory."""
-    contexts = get_contexts(args)
-    shape = (args.batch_size,) + parse_image_shape(args.image_shape)
-    data = SyntheticIter(args.num_classes, shape, args.benchmark_batches + warmup_batches)
-    kv, _, num_workers = create_kvstore(args)
-    schedule = StepSchedule(args.lr)
-    mod = create_module(args, symbol, data, contexts, kv, schedule)
+def benchmark(config, symbol, contexts, warmup_batches=2):
+    """Train ``symbol`` on ``contexts`` with synthetic data of the batch size, image shape
+    and number of batches of ``config`` (a ``training.args.TrainConfig``); returns and
+    prints images/s and peak memory."""
+    shape = (config.batch_size,) + config.image_shape
+    data = SyntheticIter(config.num_classes, shape, config.benchmark_batches + warmup_batches)
+    kv, _, _ = create_kvstore(config.kv_store)
+    mod = create_module(config, symbol, data, contexts, kv, StepSchedule(config.lr))
     stats = RunningStats()
     for i, batch in enumerate(data):
         if i == warmup_batches:
@@ -69,14 +68,15 @@ def benchmark(args, symbol, warmup_batches=2):
     stats.flush()
     mx.nd.waitall()
     seconds = time.time() - tic
-    result = {"images_per_sec": args.benchmark_batches * args.batch_size / seconds,
-              "batch_size": args.batch_size, "batches": args.benchmark_batches,
-              "dtype": args.dtype, "contexts": [str(c) for c in contexts],
-              "cpu": this_cpu().label(physical_cores()), "mirror": bool(args.mirror),
+    result = {"images_per_sec": config.benchmark_batches * config.batch_size / seconds,
+              "batch_size": config.batch_size, "batches": config.benchmark_batches,
+              "dtype": config.dtype, "contexts": [str(c) for c in contexts],
+              "cpu": this_cpu().label(physical_cores()), "mirror": bool(config.mirror),
               **peak_memory(contexts)}
     memory = ", ".join(f"{k} {v if isinstance(v, list) else round(v)}"
                        for k, v in result.items() if "mib" in k)
-    print(f"ResNet-{args.num_layers} {args.unit}, batch {args.batch_size}, {args.dtype} on "
-          f"{','.join(result['contexts'])}{' (mirror)' if args.mirror else ''} "
-          f"[{result['cpu']}]: {result['images_per_sec']:.1f} images/s; {memory}", flush=True)
+    print(f"ResNet-{config.num_layers} {config.unit}, batch {config.batch_size}, "
+          f"{config.dtype} on {','.join(result['contexts'])}"
+          f"{' (mirror)' if config.mirror else ''} [{result['cpu']}]: "
+          f"{result['images_per_sec']:.1f} images/s; {memory}", flush=True)
     return result

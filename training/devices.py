@@ -9,37 +9,30 @@ from training.monitor import RunningStats
 VAL_TOTALS = "val_totals"  # kvstore key that sums evaluation results over workers
 
 
-def get_contexts(args):
-    """Devices of the run: --gpus 0,1 -> [gpu(0), gpu(1)], --cpus N -> N CPU contexts."""
-    if args.gpus:
-        try:
-            ids = [int(i) for i in str(args.gpus).split(",")]
-        except ValueError:
-            raise UsageError(f"--gpus expects comma-separated GPU ids, got {args.gpus!r}") from None
+def get_contexts(gpus=(), cpus=None):
+    """Devices of the run: ``gpus`` (0, 1) -> [gpu(0), gpu(1)], else ``cpus`` (default 1)
+    CPU contexts. GPUs this MXNet build cannot see or has no code for are refused in one
+    line."""
+    if gpus:
         have = mx.context.num_gpus()
-        if any(i < 0 or i >= have for i in ids):
-            raise UsageError(f"--gpus {args.gpus}: this MXNet build sees {have} GPU(s) "
-                             "(install mxnet-cu112 for CUDA GPUs)")
-        contexts = [mx.gpu(i) for i in ids]
+        if any(i < 0 or i >= have for i in gpus):
+            raise UsageError(f"--gpus {','.join(map(str, gpus))}: this MXNet build sees "
+                             f"{have} GPU(s) (install mxnet-cu112 for CUDA GPUs)")
+        contexts = [mx.gpu(i) for i in gpus]
         check_gpus(contexts)
         return contexts
-    return [mx.cpu(i) for i in range(args.cpus or 1)]
+    return [mx.cpu(i) for i in range(cpus or 1)]
 
 
-def kvstore_type(args):
-    """The --kv-store value, defaulting to 'device' on GPUs and 'local' on CPUs."""
-    return args.kv_store or ("device" if args.gpus else "local")
-
-
-def create_kvstore(args):
-    """(kvstore, rank, num_workers): a KVStore object for distributed runs (it must
-    exist before the data is split among workers), else the type name for Module."""
-    kind = kvstore_type(args)
+def create_kvstore(kind):
+    """(kvstore, rank, num_workers) of the kvstore type ``kind``: a KVStore object for
+    distributed runs (it must exist before the data is split among workers), else the
+    type name for Module."""
     if "dist" not in kind:
         return kind, 0, 1
     if "DMLC_ROLE" not in os.environ:
         raise UsageError(f"--kv-store {kind} needs the distributed launcher, e.g. "
-                         "python3 -m training.launch -n 2 --launcher local python3 "
+                         "python3 -m training.distributed -n 2 --launcher local python3 "
                          "train_cifar.py ...")
     kv = mx.kv.create(kind)
     return kv, kv.rank, kv.num_workers

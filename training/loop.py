@@ -7,6 +7,7 @@ control. Resume is exact because everything random in an epoch (data order,
 augmentation, dropout) is seeded from (seed, epoch) when the epoch starts, and a
 checkpoint holds the parameters, the BatchNorm statistics and the optimizer states.
 """
+import dataclasses
 import logging
 import math
 import os
@@ -16,14 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.cli import UsageError, parse_image_shape
+from common.cli import UsageError
 from common.cpu import physical_cores, this_cpu
-from common.files import lock_dir, write_json
+from common.files import lock_dir
 from common.mx import mx
 from data.iterator import count_batches, start_epoch
 from training import checkpoint as ckpt
+from training import rundir
 from training.benchmark import benchmark
-from training.devices import create_kvstore, get_contexts, kind_of, kvstore_type, sync_params
+from training.devices import create_kvstore, get_contexts, kind_of, sync_params
 from training.evaluation import eval_module, evaluate
 from training.module import build_symbol, create_module
 from training.monitor import Progress, RunningStats
@@ -77,14 +79,16 @@ def worker_dir(output_dir, rank):
     return output_dir if rank == 0 else os.path.join(output_dir, f"worker{rank}")
 
 
-def resume_point(args, run_dir, symbol):
-    """The manifest to continue from (None for a fresh run), its files read back first (a
-    damaged newest checkpoint is skipped with a warning); refuses a changed network and a
-    run directory that already holds checkpoints when --resume is not given."""
-    wanted = args.resume or args.load_epoch is not None
-    manifest = ckpt.find_intact_checkpoint(run_dir, args.load_epoch) if wanted else None
+def resume_point(run_dir, symbol, resume=False, load_epoch=None):
+    """The manifest to continue from (None for a fresh run): the newest checkpoint of
+    ``run_dir`` with ``resume``, that of epoch ``load_epoch`` where one is given, its files
+    read back first (a damaged newest checkpoint is skipped with a warning); refuses a
+    changed network and a run directory that already holds checkpoints when neither is
+    given."""
+    wanted = resume or load_epoch is not None
+    manifest = ckpt.find_intact_checkpoint(run_dir, load_epoch) if wanted else None
     # (complete, unusable): a run directory with either is not overwritten
-    if not wanted and any(ckpt.scan_checkpoints(run_dir)):
+    if not wanted and any(rundir.scan_checkpoints(run_dir)):
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue "
                          "that run, or choose another --output-dir")
     if manifest is not None and manifest["symbol_sha256"] != ckpt.symbol_hash(symbol):
@@ -96,26 +100,29 @@ def resume_point(args, run_dir, symbol):
     return manifest
 
 
-def run_config(args, symbol, contexts, num_batches, epochs, iterations, schedule, rank,
+def run_config(config, symbol, contexts, num_batches, epochs, iterations, schedule, rank,
                num_workers, meta):
-    """What config.json records: the flags, then what they resolved to."""
-    config = {k: v for k, v in vars(args).items() if k != "shortcut_kwargs"}
-    config.update(meta or {})
-    config.update({
-        "kv_store": kvstore_type(args), "contexts": [str(c) for c in contexts],
+    """What config.json records: the flags of ``config`` (a ``training.args.TrainConfig``)
+    under their names, typed (image_shape [3, 32, 32], bottleneck true, shortcut_param
+    {"scale": 0.5}...; ``training.args.typed_flags`` reads older files the same way), then
+    ``meta`` and what the flags resolved to."""
+    record = dataclasses.asdict(config)
+    record.update(meta or {})
+    record.update({
+        "contexts": [str(c) for c in contexts],
         "rank": rank, "num_workers": num_workers, "batches_per_epoch": num_batches,
         "planned_epochs": epochs, "planned_iterations": iterations,
         "lr_steps_iterations": schedule.steps, "warmup_iterations": schedule.warmup_iters,
         "symbol_sha256": ckpt.symbol_hash(symbol), "mxnet_version": mx.__version__,
         "cpu": this_cpu().label(physical_cores()),
         "python_version": platform.python_version()})
-    return config
+    return record
 
 
 @dataclass
 class Run:
     """What every epoch of a run needs."""
-    args: object
+    config: object  # training.args.TrainConfig
     symbol: object  # as built: checkpoints and evaluation use it, mod may run it fused
     mod: object
     train: object
@@ -128,97 +135,98 @@ class Run:
     iterations: int  # the last epoch ends at this iteration
 
 
-def fit(args, symbol, train, val=None, kv="local", rank=0, num_workers=1, meta=None,
-        curves=None):
-    """Train ``symbol`` on ``train`` as the flags say; returns the list of epoch records.
+def fit(config, symbol, contexts, train, val=None, kv="local", rank=0, num_workers=1,
+        meta=None, curves=None):
+    """Train ``symbol`` on ``contexts`` over ``train`` as ``config`` (a
+    ``training.args.TrainConfig``) says; returns the list of epoch records.
 
     Every epoch appends a record to ``metrics.jsonl`` and writes a checkpoint in the run
     directory; ``meta`` (data set, preprocessing, class names) goes into config.json.
     After the last epoch, worker 0 calls ``curves(run_dir)`` where it is given and
     --no-plots is not (the training scripts draw the training curves with it).
     """
-    contexts = get_contexts(args)
-    run_dir = worker_dir(args.output_dir, rank)
+    run_dir = worker_dir(config.output_dir, rank)
     os.makedirs(run_dir, exist_ok=True)
-    manifest = resume_point(args, run_dir, symbol)
+    manifest = resume_point(run_dir, symbol, config.resume, config.load_epoch)
     num_batches = count_batches(train)
-    epochs, steps, iterations = plan(num_batches, args.num_epochs, args.num_iters, args.lr_step_epochs,
-                         args.lr_step_iters)
-    warmup = args.warmup_iters
+    epochs, steps, iterations = plan(num_batches, config.num_epochs, config.num_iters,
+                                     config.lr_step_epochs, config.lr_step_iters)
+    warmup = config.warmup_iters
     if warmup is None:
-        warmup = default_warmup(args.unit, args.num_layers,
-                                parse_image_shape(args.image_shape))
+        warmup = default_warmup(config.unit, config.num_layers, config.image_shape)
     kind = kind_of(kv)
-    schedule = StepSchedule(args.lr, steps, args.lr_factor, warmup, args.warmup_lr,
+    schedule = StepSchedule(config.lr, steps, config.lr_factor, warmup, config.warmup_lr,
                             updates_per_iter=num_workers if kind == "dist_async" else 1)
     arg = aux = None
     first, iteration = 0, 0
     if manifest is not None:
         arg, aux = ckpt.load_params(run_dir, manifest)
         first, iteration = manifest["epoch"], manifest["iteration"]
-    mod = create_module(args, symbol, train, contexts, kv, schedule, arg, aux, iteration)
+    mod = create_module(config, symbol, train, contexts, kv, schedule, arg, aux, iteration)
     if manifest is not None and "states" in manifest["files"]:
         mod.load_optimizer_states(os.path.join(run_dir, manifest["files"]["states"]))
-    records = ckpt.truncate_metrics(run_dir, first) if manifest else []
+    records = rundir.truncate_metrics(run_dir, first) if manifest else []
     if manifest is None:
-        ckpt.write_metrics(run_dir, [])
-    config = run_config(args, symbol, contexts, num_batches, epochs, iterations, schedule,
-                        rank, num_workers, meta)
+        rundir.write_metrics(run_dir, [])
+    recorded = run_config(config, symbol, contexts, num_batches, epochs, iterations, schedule,
+                          rank, num_workers, meta)
     if manifest is not None:
-        ckpt.warn_config_changes(run_dir, config)
-    write_json(os.path.join(run_dir, ckpt.CONFIG), config)
+        rundir.warn_config_changes(run_dir, recorded)
+    rundir.write_config(run_dir, recorded)
     if first:
         logging.info("resuming %s after epoch %d (iteration %d)", run_dir, first, iteration)
-    run = Run(args, symbol, mod, train, val, schedule, contexts, kv, run_dir, epochs,
+    run = Run(config, symbol, mod, train, val, schedule, contexts, kv, run_dir, epochs,
               iterations)
     for epoch in range(first, epochs):
         records.append(run_epoch(run, epoch, iteration))
         iteration = records[-1]["iteration"]
-    if args.export:
-        from training.predict import export_model
+    if config.export:
+        from training.export import export_model
         logging.info("exported the network for inference to %s", export_model(run_dir))
-    if curves is not None and rank == 0 and not args.no_plots and records:
+    if curves is not None and rank == 0 and not config.no_plots and records:
         curves(run_dir)
     return records
 
 
-def train(args, make_data, curves=None):
-    """What a training script does with its parsed flags: build the network, check the
-    devices (before any data is read), then benchmark, or train on
-    ``make_data(args, num_parts, part_index) -> (train_iter, val_iter, meta)``, holding
+def train(config, make_data, curves=None):
+    """What a training script does with its checked flags ``config`` (a
+    ``training.args.TrainConfig``): build the network and the devices' contexts (once, and
+    before any data is read), then benchmark, or train on
+    ``make_data(config, num_parts, part_index) -> (train_iter, val_iter, meta)``, holding
     the lock of the run directory (a second process training into it stops at once).
     ``curves`` goes to ``fit``."""
     setup_logging()
-    symbol = build_symbol(args)
-    get_contexts(args)
-    if args.benchmark:
-        return benchmark(args, symbol)
-    kv, rank, num_workers = create_kvstore(args)
-    with lock_dir(worker_dir(args.output_dir, rank)):  # before anything is read or written
-        train_iter, val_iter, meta = make_data(args, num_workers, rank)
-        return fit(args, symbol, train_iter, val_iter, kv, rank, num_workers, meta, curves)
+    symbol = build_symbol(config)
+    contexts = get_contexts(config.gpus, config.cpus)
+    if config.benchmark:
+        return benchmark(config, symbol, contexts)
+    kv, rank, num_workers = create_kvstore(config.kv_store)
+    with lock_dir(worker_dir(config.output_dir, rank)):  # before anything is read or written
+        train_iter, val_iter, meta = make_data(config, num_workers, rank)
+        return fit(config, symbol, contexts, train_iter, val_iter, kv, rank, num_workers,
+                   meta, curves)
 
 
 def run_epoch(run, epoch, iteration):
     """Train, evaluate, record and checkpoint epoch ``epoch`` (0-based) that starts after
     ``iteration`` updates; returns its record."""
-    args = run.args
-    seed_epoch(args.seed, epoch)
+    config = run.config
+    seed_epoch(config.seed, epoch)
     start_epoch(run.train, epoch)
-    stats = RunningStats(args.top_k)
+    stats = RunningStats(config.top_k)
     max_batches = min(count_batches(run.train), run.iterations - iteration)
-    progress = Progress(epoch + 1, max_batches, args.disp_batches)
+    progress = Progress(epoch + 1, max_batches, config.disp_batches)
 
     def where(batch):
-        last = ckpt.find_checkpoint(run.run_dir)
+        last = rundir.find_checkpoint(run.run_dir)
         kept = f"epoch {last['epoch']}" if last else "none"
         return (f"epoch {epoch + 1}, batch {batch} (iteration {iteration + batch}): training "
                 f"stopped; the last good checkpoint in {run.run_dir} is {kept}")
 
     tic = time.time()
     try:
-        batches = train_epoch(run.mod, run.train, stats, progress, args.disp_batches, where,
-                              max_batches)
+        batches = train_epoch(run.mod, run.train, stats, progress, config.disp_batches,
+                              where, max_batches)
     finally:
         progress.close()
     train_seconds = time.time() - tic
@@ -235,22 +243,22 @@ def run_epoch(run, epoch, iteration):
     if run.val is not None:
         tester = eval_module(run.symbol, run.val, run.contexts)
         tester.set_params(arg, aux)
-        record.update(evaluate(tester, run.val, args.top_k, run.kv))
+        record.update(evaluate(tester, run.val, config.top_k, run.kv))
         del tester
         if not math.isfinite(record["val_loss"]):
             raise DivergedError(f"validation loss is {record['val_loss']} after {where(batches)}")
     record["epoch_seconds"] = time.time() - tic
     record["samples_per_sec"] = stats.samples / max(train_seconds, 1e-9)
     log_epoch(record, run.epochs)
-    ckpt.append_metrics(run.run_dir, record)
+    rundir.append_metrics(run.run_dir, record)
     # with dist_async the optimizer states live on the servers, out of reach
     save_states = None if kind_of(run.kv) == "dist_async" else run.mod.save_optimizer_states
     ckpt.save_checkpoint(run.run_dir, epoch + 1, iteration, run.symbol, arg, aux,
                          save_states,
-                         extra={"seed": args.seed, "metrics": record,
+                         extra={"seed": config.seed, "metrics": record,
                                 "rng": "MXNet and NumPy reseeded from (seed, epoch) "
                                        "at the start of every epoch"})
-    ckpt.prune_checkpoints(run.run_dir, args.keep_checkpoints)
+    rundir.prune_checkpoints(run.run_dir, config.keep_checkpoints)
     return record
 
 

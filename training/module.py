@@ -1,5 +1,5 @@
-"""The network of the model flags, and the Module that trains it: bound, initialised
-(He et al. 2015), with its optimizer."""
+"""The network of a run's configuration (``training.args.TrainConfig``), and the Module
+that trains it: bound, initialised (He et al. 2015), with its optimizer."""
 import contextlib
 import os
 
@@ -11,16 +11,17 @@ from symbols.precision import bfloat16_graph
 from training.devices import init_dist_sync, kind_of
 
 
-def build_symbol(args):
-    """The network of the model flags (one-line errors for impossible ones). With
-    --dtype bfloat16 it is the float32 network: checkpoints, evaluation and export use it,
-    and ``create_module`` trains its bfloat16 graph."""
-    bottleneck = None if args.bottleneck is None else args.bottleneck == "yes"
-    dtype = "float16" if args.dtype == "float16" else "float32"
+def build_symbol(config):
+    """The network of the model flags of ``config`` (a ``training.args.TrainConfig``), with
+    one-line errors for impossible ones. With --dtype bfloat16 it is the float32 network:
+    checkpoints, evaluation and export use it, and ``create_module`` trains its bfloat16
+    graph."""
+    dtype = "float16" if config.dtype == "float16" else "float32"
     try:
-        return get_symbol(args.num_classes, args.num_layers, args.image_shape,
-                          unit=args.unit, shortcut=args.shortcut, projection=args.projection,
-                          bottleneck=bottleneck, dtype=dtype, **args.shortcut_kwargs)
+        return get_symbol(config.num_classes, config.num_layers, config.image_shape,
+                          unit=config.unit, shortcut=config.shortcut,
+                          projection=config.projection, bottleneck=config.bottleneck,
+                          dtype=dtype, **config.shortcut_param)
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 
@@ -45,9 +46,12 @@ def environment(settings):
                 os.environ[name] = value
 
 
-def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=None,
+def create_module(config, symbol, data_iter, contexts, kv, schedule, arg_params=None,
                   aux_params=None, begin_num_update=0):
-    """A bound Module with initialised parameters and optimizer.
+    """A bound Module with initialised parameters and optimizer: ``symbol`` over
+    ``contexts``, shaped by ``data_iter``, updated with the optimizer, momentum, weight
+    decay and ``schedule`` of ``config`` (a ``training.args.TrainConfig``), seeded with its
+    seed.
 
     On CPUs the Module runs ``symbol`` with its BatchNorm-ReLU pairs fused into one
     operator (same parameters and results, see ``symbols.fusion``) unless --no-fusion;
@@ -58,24 +62,24 @@ def create_module(args, symbol, data_iter, contexts, kv, schedule, arg_params=No
     update. With 'dist_sync' the workers then start equal (``devices.init_dist_sync``).
     """
     settings = {"MXNET_UPDATE_ON_KVSTORE": "1" if kind_of(kv) == "dist_async" else "0"}
-    if args.mirror:
+    if config.mirror:
         settings["MXNET_BACKWARD_DO_MIRROR"] = "1"
-    net = training_symbol(symbol, contexts, fuse=not args.no_fusion)
-    if args.dtype == "bfloat16":
+    net = training_symbol(symbol, contexts, fuse=not config.no_fusion)
+    if config.dtype == "bfloat16":
         net = bfloat16_graph(net)
     mod = mx.mod.Module(net,
                         data_names=[d.name for d in data_iter.provide_data],
                         label_names=[d.name for d in data_iter.provide_label],
                         context=contexts)
-    params = {"learning_rate": args.lr, "momentum": args.mom, "wd": args.wd,
+    params = {"learning_rate": config.lr, "momentum": config.mom, "wd": config.wd,
               "lr_scheduler": schedule, "begin_num_update": begin_num_update}
-    if args.dtype == "float16":
+    if config.dtype == "float16":
         params["multi_precision"] = True
     with environment(settings):  # MXNet reads them in bind and init_optimizer
         mod.bind(data_shapes=data_iter.provide_data, label_shapes=data_iter.provide_label)
-        mx.random.seed(args.seed)
+        mx.random.seed(config.seed)
         mod.init_params(initializer(), arg_params=arg_params, aux_params=aux_params,
                         allow_missing=arg_params is None)
-        mod.init_optimizer(kvstore=kv, optimizer=args.optimizer, optimizer_params=params)
+        mod.init_optimizer(kvstore=kv, optimizer=config.optimizer, optimizer_params=params)
     init_dist_sync(mod, kv, symbol)
     return mod

@@ -2,7 +2,8 @@
 
 The papers state their schedules in iterations (CIFAR: 0.1, /10 at 32k and 48k, stop at
 64k, 2015 paper Sec. 4.2) or in epochs (ImageNet: /10 at epochs 30 and 60). ``plan``
-turns either form into iterations once the number of batches per epoch is known.
+turns either form into iterations once the number of batches per epoch is known;
+``parse_ints`` reads the steps' flags.
 """
 import math
 from bisect import bisect_right
@@ -53,13 +54,14 @@ def parse_ints(text, what):
         raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
 
 
-def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None,
-         lr_step_iters=None):
+def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=(),
+         lr_step_iters=()):
     """(number of epochs, lr steps in iterations, iterations) of a run.
 
-    Epoch settings win over iteration settings when both are given. A length in
-    iterations ends inside the last epoch where it is not a whole number of epochs
-    (64k iterations of 390 batches: 164 whole epochs and 40 batches of a 165th).
+    Epoch settings win over iteration settings when both are given; the steps are
+    sequences of ints (``training.args`` parses the flags' text with ``parse_ints``). A
+    length in iterations ends inside the last epoch where it is not a whole number of
+    epochs (64k iterations of 390 batches: 164 whole epochs and 40 batches of a 165th).
     """
     if batches_per_epoch < 1:
         raise ValueError("the training set gives no batch: it is smaller than one batch")
@@ -73,10 +75,8 @@ def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=None
         raise ValueError("give the length of training: --num-epochs or --num-iters")
     if epochs < 0:
         raise ValueError(f"the number of epochs must be >= 0, got {epochs}")
-    step_epochs = parse_ints(lr_step_epochs, "--lr-step-epochs")
-    if step_epochs:
-        steps = [e * batches_per_epoch for e in step_epochs]
+    if lr_step_epochs:
+        steps = [int(e) * batches_per_epoch for e in lr_step_epochs]
     else:
-        steps = parse_ints(lr_step_iters, "--lr-step-iters")
+        steps = [int(step) for step in lr_step_iters or ()]
     return epochs, steps, iterations
-

@@ -1,13 +1,11 @@
-"""Launch many training runs: a pool of local slots (``--jobs``), or Slurm jobs (submitit).
+"""Start many training runs: a pool of local slots (``--jobs``), or Slurm jobs (submitit).
 
 A run is a run directory and the command that trains into it. Whatever starts a run, the run
-writes its state into that directory, so ``python3 -m experiments status`` and the report
-read files, never a live process:
-
-- ``train.log``: the run's stdout and stderr (appended by every attempt);
-- ``launch.json``: how it was launched and where it stands (``queued``, ``running``,
-  ``failed``, ``stopped``), with the process id or the Slurm job id;
-- ``done.json``: written once the training command exited with status 0.
+writes its state into that directory (``training.rundir``), so ``python3 -m experiments
+status`` and the report read files, never a live process: ``train.log`` (the run's stdout
+and stderr, appended by every attempt), ``launch.json`` (how it was launched and where it
+stands: ``queued``, ``running``, ``failed``, ``stopped``, with the process id or the Slurm
+job id) and ``done.json`` (once the training command exited with status 0).
 
 Locally, each slot owns a disjoint set of cores (its affinity mask, ``OMP_NUM_THREADS`` set
 to their number) and, with ``--gpus``, a disjoint set of GPUs; a run starts only in a free
@@ -15,7 +13,6 @@ slot, so no two runs ever share a core or a GPU. On Slurm every unfinished run b
 task of a job array; a task that is preempted or reaches its time limit is requeued by
 submitit and resumes from its newest checkpoint.
 """
-import json
 import os
 import signal
 import socket
@@ -24,13 +21,9 @@ import time
 from dataclasses import dataclass
 
 from common.cli import UsageError, name_values
-from common.files import write_json
-from training.checkpoint import CONFIG, METRICS, list_checkpoints
+from training.rundir import (has_started, is_done, last_line, list_checkpoints, log_path,
+                             mark_done, read_launch, record_launch)
 
-DONE = "done.json"
-LAUNCH = "launch.json"
-LOG = "train.log"
-RUNNER_LOCK = ".runner.lock"  # OUT/.runner.lock, held while a table or the findings run
 LAUNCHERS = ("local", "slurm")
 POLL_SECONDS = 0.2
 STOP_SECONDS = 10  # how long stopped children get to exit before SIGKILL
@@ -119,41 +112,6 @@ def sbatch_options(items):
             for name, value in name_values(items, "--sbatch-option")}
 
 
-# ---- the files a run writes --------------------------------------------------------------
-
-def is_done(run_dir):
-    return os.path.isfile(os.path.join(run_dir, DONE))
-
-
-def read_launch(run_dir):
-    """The run's launch.json ({} when it has none, or while it is being replaced)."""
-    try:
-        with open(os.path.join(run_dir, LAUNCH)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def record_launch(run_dir, **fields):
-    """Update launch.json with ``fields`` (one writer at a time: whoever runs the run)."""
-    os.makedirs(run_dir, exist_ok=True)
-    write_json(os.path.join(run_dir, LAUNCH), dict(read_launch(run_dir), **fields,
-                                                   updated=time.time()))
-
-
-def last_line(run_dir, size=8192):
-    """The last non-blank line of the run's train.log ("" when there is none)."""
-    try:
-        with open(os.path.join(run_dir, LOG), "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            tail = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 def resume_command(run_dir, cmd):
     """``cmd``, with ``--resume`` where the run directory holds a checkpoint."""
     cmd = list(cmd)
@@ -184,10 +142,6 @@ def process_alive(info, key="pid"):
         pass
     recorded, now = info.get(f"{key}_cmdline"), process_cmdline(pid)
     return recorded is None or now is None or recorded == now
-
-
-def has_started(run_dir):
-    return any(os.path.exists(os.path.join(run_dir, f)) for f in (CONFIG, METRICS))
 
 
 def run_state(run_dir, slurm=None):
@@ -222,7 +176,7 @@ def finish(run_dir, cmd, returncode):
     """Record how an attempt ended; returns its failure ({"run_dir", "status",
     "last_line"}) or None when it succeeded."""
     if returncode == 0:
-        write_json(os.path.join(run_dir, DONE), {"command": cmd[1:]})
+        mark_done(run_dir, cmd[1:])
         record_launch(run_dir, state="done", finished=time.time())
         return None
     failure = {"run_dir": run_dir, "status": returncode, "last_line": last_line(run_dir)}
@@ -286,7 +240,7 @@ def start_local(run_dir, cmd, slot):
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cores)
 
-    with open(os.path.join(run_dir, LOG), "ab") as out:
+    with open(log_path(run_dir), "ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, preexec_fn=pin,
                                 start_new_session=True)
@@ -408,7 +362,7 @@ class TrainJob:
         record_launch(self.run_dir, state="running", host=socket.gethostname(),
                       started=time.time(), command=cmd,
                       attempts=read_launch(self.run_dir).get("attempts", 0) + 1)
-        with open(os.path.join(self.run_dir, LOG), "ab") as out:
+        with open(log_path(self.run_dir), "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, cwd=self.cwd)
         try:

@@ -1,4 +1,5 @@
-"""Run directories: atomic files, metrics records, checkpoints and which one --resume picks."""
+"""Checkpoints (training/checkpoint.py): MXNet's layout, checksums, which one --resume picks
+and what it skips."""
 import hashlib
 import json
 import logging
@@ -11,6 +12,7 @@ import pytest
 from common.files import atomic_path, write_json
 from common.mx import mx
 from training import checkpoint as ckpt
+from training import rundir
 
 
 def tiny_symbol(hidden=4):
@@ -37,7 +39,7 @@ def test_checkpoint_round_trip_in_mxnet_layout(tmp_path):
     manifest = save(tmp_path, 2)
     assert manifest["epoch"] == 2 and manifest["iteration"] == 20 and manifest["seed"] == 3
     assert manifest["symbol_sha256"] == ckpt.symbol_hash(tiny_symbol())
-    found = ckpt.find_checkpoint(str(tmp_path))
+    found = rundir.find_checkpoint(str(tmp_path))
     assert found == json.loads((tmp_path / "model-0002.json").read_text())
     arg, aux = ckpt.load_params(str(tmp_path), found)
     np.testing.assert_array_equal(arg["fc_weight"].asnumpy(), np.full((4, 3), 2.0))
@@ -52,18 +54,18 @@ def test_checkpoint_round_trip_in_mxnet_layout(tmp_path):
 def test_newest_complete_checkpoint_is_found(tmp_path):
     save(tmp_path, 1)
     save(tmp_path, 2)
-    assert ckpt.find_checkpoint(str(tmp_path))["epoch"] == 2
-    assert ckpt.find_checkpoint(str(tmp_path), 1)["epoch"] == 1
+    assert rundir.find_checkpoint(str(tmp_path))["epoch"] == 2
+    assert rundir.find_checkpoint(str(tmp_path), 1)["epoch"] == 1
     with pytest.raises(ValueError, match="no complete checkpoint of epoch 5.*complete: 1, 2"):
-        ckpt.find_checkpoint(str(tmp_path), 5)
-    assert ckpt.find_checkpoint(str(tmp_path / "missing")) is None
+        rundir.find_checkpoint(str(tmp_path), 5)
+    assert rundir.find_checkpoint(str(tmp_path / "missing")) is None
 
 
 def test_a_checkpoint_killed_before_its_manifest_is_ignored(tmp_path):
     save(tmp_path, 1)
     save(tmp_path, 2)
     (tmp_path / "model-0002.json").unlink()  # as if killed just before the manifest
-    assert ckpt.find_checkpoint(str(tmp_path))["epoch"] == 1
+    assert rundir.find_checkpoint(str(tmp_path))["epoch"] == 1
 
 
 @pytest.mark.parametrize("damage", ["truncated manifest", "missing params", "wrong epoch"])
@@ -77,29 +79,18 @@ def test_damaged_checkpoints_are_ignored(tmp_path, damage):
         (tmp_path / "model-0002.params").unlink()
     else:
         manifest.write_text(manifest.read_text().replace('"epoch": 2', '"epoch": 7'))
-    assert ckpt.find_checkpoint(str(tmp_path))["epoch"] == 1
+    assert rundir.find_checkpoint(str(tmp_path))["epoch"] == 1
 
 
 def test_prune_keeps_the_newest(tmp_path):
     for epoch in (1, 2, 3):
         save(tmp_path, epoch)
-    ckpt.prune_checkpoints(str(tmp_path), 2)
-    assert sorted(ckpt.list_checkpoints(str(tmp_path))) == [2, 3]
+    rundir.prune_checkpoints(str(tmp_path), 2)
+    assert sorted(rundir.list_checkpoints(str(tmp_path))) == [2, 3]
     assert not (tmp_path / "model-0001.params").exists()
     assert (tmp_path / "model-symbol.json").exists()
-    ckpt.prune_checkpoints(str(tmp_path), 0)
-    assert sorted(ckpt.list_checkpoints(str(tmp_path))) == [2, 3]
-
-
-def test_metrics_records_and_truncation(tmp_path):
-    run = str(tmp_path)
-    assert ckpt.read_metrics(run) == []
-    for epoch in (1, 2, 3):
-        ckpt.append_metrics(run, {"epoch": epoch, "train_loss": 1.0 / epoch})
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
-    assert [r["epoch"] for r in ckpt.truncate_metrics(run, 2)] == [1, 2]
-    assert [r["epoch"] for r in ckpt.read_metrics(run)] == [1, 2]
+    rundir.prune_checkpoints(str(tmp_path), 0)
+    assert sorted(rundir.list_checkpoints(str(tmp_path))) == [2, 3]
 
 
 def test_failed_write_leaves_the_old_file(tmp_path):
@@ -148,7 +139,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog,
     save(tmp_path, 1)
     save(tmp_path, 2)
     damage(tmp_path / name, how)
-    assert ckpt.find_checkpoint(str(tmp_path))["epoch"] == 2  # by its manifest, complete
+    assert rundir.find_checkpoint(str(tmp_path))["epoch"] == 2  # by its manifest, complete
     with caplog.at_level(logging.WARNING):
         assert ckpt.find_intact_checkpoint(str(tmp_path))["epoch"] == 1
     assert warnings_of(caplog) == [
@@ -210,12 +201,6 @@ def test_checkpoints_without_checksums_are_checked_by_loading(tmp_path, caplog):
     assert "epoch 2: model-0002.states is unreadable (" in str(err.value)
     assert "epoch 1: model-0001.params is unreadable (" in str(err.value)
     assert "\n" not in str(err.value)
-
-
-def test_a_corrupt_metrics_record_names_its_line(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "tr\n{"epoch": 3}\n')
-    with pytest.raises(ValueError, match=r"metrics\.jsonl:2: corrupt record"):
-        ckpt.read_metrics(str(tmp_path))
 
 
 def test_a_params_file_without_arg_parameters_is_refused(tmp_path):

@@ -1,4 +1,6 @@
-"""A local parameter-server job on 127.0.0.1: 1 scheduler, 1 server, 2 workers."""
+"""training.distributed: a local parameter-server job on 127.0.0.1 (1 scheduler, 1 server,
+2 workers), the launcher's flags and their one-line errors."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,16 +14,17 @@ from common.mx import mx
 from data.synthetic import make_synthetic_cifar
 from tests.train_support import ROOT, run_script
 from training import checkpoint as ckpt
-from training import launch
+from training import rundir
+from training import distributed
 
 
 def run_job(argv, timeout=240):
     """Run the launcher in its own session; kill the whole job if it outlives ``timeout``."""
     # four processes share this machine's cores: one OpenMP thread each
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "training.launch"] + argv, cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "training.distributed"] + argv, cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -41,7 +44,7 @@ def test_dist_sync_workers_end_with_identical_parameters(tmp_path):
                          "--num-epochs", "1", "--batch-size", "16", "--no-plots"])
     assert code == 0, log[-3000:]
     dirs = [out, os.path.join(out, "worker1")]
-    records = [ckpt.read_metrics(d) for d in dirs]
+    records = [rundir.read_metrics(d) for d in dirs]
     assert [r[-1]["iteration"] for r in records] == [6, 6]
     # different parts of the data: different training losses, the same evaluation
     assert records[0][-1]["train_loss"] != records[1][-1]["train_loss"]
@@ -65,12 +68,12 @@ def test_dist_sync_workers_end_with_identical_parameters(tmp_path):
 
 
 def test_launcher_usage_errors_are_one_line():
-    result = run_script(["-m", "training.launch", "-n", "2"])
+    result = run_script(["-m", "training.distributed", "-n", "2"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "python3 -m training.launch: error: give the command to run, e.g. python3 "
+        "python3 -m training.distributed: error: give the command to run, e.g. python3 "
         "train_cifar.py --kv-store dist_sync ..."]
-    result = run_script(["-m", "training.launch", "-n", "2", "--launcher", "ssh", "true"])
+    result = run_script(["-m", "training.distributed", "-n", "2", "--launcher", "ssh", "true"])
     assert result.returncode == 2 and "needs -H HOSTFILE" in result.stderr
 
 
@@ -82,9 +85,34 @@ def test_a_failing_process_stops_the_whole_job(tmp_path):
 
 
 def test_thread_is_alive_restored_for_the_tracker():
-    launch.patch_threading()
+    distributed.patch_threading()
     t = threading.Thread(target=lambda: None)
     assert t.isAlive() is False
     t.start()
     t.join()
-    assert launch.descendants(os.getpid()) == []
+    assert distributed.descendants(os.getpid()) == []
+
+
+def test_flags_become_a_frozen_job():
+    job = distributed.parse_args(["-n", "2", "--env", "OMP_NUM_THREADS=1", "--env", "A=b=c",
+                                  "python3", "train_cifar.py", "--kv-store", "dist_sync"])
+    assert (job.num_workers, job.num_servers, job.launcher) == (2, 2, "local")
+    assert job.command == ("python3", "train_cifar.py", "--kv-store", "dist_sync")
+    assert job.env == (("OMP_NUM_THREADS", "1"), ("A", "b=c"))
+    assert job.host_ip == "127.0.0.1"  # local jobs stay on this machine
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.num_servers = 1
+    ssh = distributed.parse_args(["-n", "2", "-s", "1", "-H", "hosts", "--launcher", "ssh",
+                                  "true"])
+    assert (ssh.num_servers, ssh.host_ip) == (1, None)
+    opts = distributed.tracker_opts(job)
+    assert opts.env == ["OMP_NUM_THREADS=1", "A=b=c"]  # as dmlc's yarn client splits them
+    assert opts.host_ip == "127.0.0.1" and opts.num_servers == 2
+
+
+def test_a_bad_env_item_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        distributed.parse_args(["-n", "2", "--env", "OMP_NUM_THREADS:1", "true"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("python3 -m training.distributed: error: --env expects "
+                                       "NAME=VALUE, got 'OMP_NUM_THREADS:1'\n")
