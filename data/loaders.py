@@ -18,9 +18,10 @@ def get_cifar_iters(data_dir, dataset="cifar10", batch_size=128, validation_spli
     trains on 45k images and evaluates on the other 5k of the training files (a fixed split,
     the same for every seed); ``validation_images=N`` instead holds out N images of the
     training files, stratified by class (also fixed); otherwise evaluation uses the test
-    set. Normalisation uses the training images' per-channel mean and std. Training augments, reshuffles every epoch and
-    drops the last partial batch; evaluation keeps the order and pads the last batch
-    (``DataBatch.pad``). Both are split into ``num_parts`` parts for distributed workers.
+    set. Normalisation uses the training images' per-channel mean and std. Training
+    augments, reshuffles every epoch and drops the last partial batch; evaluation keeps the
+    order and pads the last batch (``DataBatch.pad``). Both are split into ``num_parts``
+    parts for distributed workers.
     ``num_examples`` keeps a fixed random subset of that many training images (smoke runs).
     """
     folder = download_cifar(dataset, data_dir) if download else cifar_folder(data_dir, dataset)

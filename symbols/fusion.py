@@ -8,7 +8,7 @@ so checkpoints, exports and parameter counts stay those of the plain network.
 Only pairs whose ReLU feeds exactly one convolution are fused. Elsewhere MXNet 1.9.1's
 fused backward is not safe: before global pooling it fails to build its primitive, and
 where the ReLU also feeds the gate and projection of a gating shortcut it computes wrong
-gradients. tests/test_fusion.py compares every unit and shortcut with the plain network.
+gradients. tests/test_symbols_fusion.py compares every unit and shortcut with the plain network.
 """
 import json
 

@@ -160,7 +160,8 @@ def get_symbol(num_classes, num_layers=None, image_shape=(3, 32, 32), unit="full
     if units is None:
         if num_layers is None:
             raise ValueError("give num_layers, or units per stage")
-        branch, units = imagenet_layout(num_layers) if imagenet else cifar_layout(num_layers, bottleneck)
+        branch, units = imagenet_layout(num_layers) if imagenet else \
+            cifar_layout(num_layers, bottleneck)
     else:
         branch = "bottleneck" if bottleneck else "basic"
     if bottleneck is not None and (branch == "bottleneck") != bool(bottleneck):

@@ -1,6 +1,7 @@
 """training.classify: image files classified with an export folder through MXNet (the
-onnxruntime backend is in test_onnx.py), the same numbers as the trained network, damaged
-export files refused in one line, and MXNet imported only by the MXNet backend."""
+onnxruntime backend is in test_training_onnx_export.py), the same numbers as the trained
+network, damaged export files refused in one line, and MXNet imported only by the MXNet
+backend."""
 import ast
 import json
 import os

@@ -1,6 +1,6 @@
 """training.export: a run's checkpoint written as an export folder (the MXNet files and
-model.json; the ONNX half is in test_onnx.py), the command, a damaged checkpoint skipped,
-a corrupt config named, errors in one line."""
+model.json; the ONNX half is in test_training_onnx_export.py), the command, a damaged
+checkpoint skipped, a corrupt config named, errors in one line."""
 import json
 import logging
 import os
