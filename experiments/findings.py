@@ -86,9 +86,10 @@ F2_ROWS = [row("identity", 20), row("constant scaling 0.5", 20, shortcut="consta
            row("dropout shortcut 0.5", 20, shortcut="dropout", ratio=0.5)]
 
 FINDINGS = [
-    # F1: 2,000 iterations on all 50,000 training images, 3 seeds. Measured before the
-    # runs on a 2-core Zen 3 VM: ResNet-20 about 290 images/s, ResNet-56 about 100, so
-    # one seed of the four rows is about 2 hours.
+    # F1: 2,000 iterations on all 50,000 training images, 3 seeds. Measured before its
+    # runs (--benchmark, batch 128, 2-core AMD EPYC Zen 3 VM): ResNet-20 (option A) 214
+    # and 277 images/s, plain-20 325, ResNet-56 (option A) 86, plain-56 103; so one seed
+    # of the four rows trains about 2 hours, and 3 seeds about 6 (less with --jobs 2).
     Finding("F1", "Degradation of plain nets, none with residual learning",
             "He et al. 2015, Sec. 4.2, Fig. 6 (CIFAR-10); Fig. 4 and Table 2 (ImageNet)",
             "The deeper plain net has higher training error than the shallower one, while the "
