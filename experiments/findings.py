@@ -78,12 +78,16 @@ def not_worse(better, worse, metric, text):
 
 
 PLAIN = dict(shortcut="none", projection="B")
+F1_ROWS = [row("plain-20", 20, **PLAIN), row("plain-56", 56, **PLAIN),
+           row("ResNet-20", 20, projection="A"), row("ResNet-56", 56, projection="A")]
 F2_ROWS = [row("identity", 20), row("constant scaling 0.5", 20, shortcut="constant_scaling",
                                     scale=0.5),
            row("exclusive gating b=-6", 20, shortcut="exclusive_gating", gate_bias=-6.0),
            row("shortcut-only gating b=0", 20, shortcut="shortcut_only_gating", gate_bias=0.0),
            row("1x1 conv shortcut", 20, shortcut="conv1x1"),
            row("dropout shortcut 0.5", 20, shortcut="dropout", ratio=0.5)]
+F3_ROWS = [row("original", 20), row("BN after addition", 20, unit="bn_after_add"),
+           row("full pre-activation", 20, unit="full_preact")]
 
 FINDINGS = [
     # F1: 2,000 iterations on all 50,000 training images, 3 seeds. Measured before its
@@ -94,13 +98,11 @@ FINDINGS = [
             "He et al. 2015, Sec. 4.2, Fig. 6 (CIFAR-10); Fig. 4 and Table 2 (ImageNet)",
             "The deeper plain net has higher training error than the shallower one, while the "
             "deeper ResNet does not (original units, option A).",
-            [row("plain-20", 20, **PLAIN), row("plain-56", 56, **PLAIN),
-             row("ResNet-20", 20, projection="A"), row("ResNet-56", 56, projection="A")],
-            Protocol("train", iterations=2000, warmup=False, test_set=True, seeds=3),
-            [lower("plain-20", "plain-56", "train_error", "plain-56 trains to a higher error "
-                   "than plain-20"),
-             not_worse("ResNet-56", "ResNet-20", "train_error", "ResNet-56 trains to an error "
-                       "no higher than ResNet-20's")]),
+            F1_ROWS, Protocol("train", iterations=2000, warmup=False, test_set=True, seeds=3),
+            [lower("plain-20", "plain-56", "train_error",
+                   "plain-56 trains to a higher error than plain-20"),
+             not_worse("ResNet-56", "ResNet-20", "train_error",
+                       "ResNet-56 trains to an error no higher than ResNet-20's")]),
     Finding("F2", "Identity shortcuts ease optimisation the most",
             "He et al. 2016, Table 1 and Fig. 3 (ResNet-110, original units)",
             "Identity shortcuts reach a lower training loss than constant scaling (0.5 on both "
@@ -113,9 +115,7 @@ FINDINGS = [
             "does not", "He et al. 2016, Table 2 and Fig. 6 (left), Sec. 4.1",
             "BN after addition trains to a higher loss than the original unit; full "
             "pre-activation is not worse than the original.",
-            [row("original", 20), row("BN after addition", 20, unit="bn_after_add"),
-             row("full pre-activation", 20, unit="full_preact")],
-            Protocol("train", epochs=6, warmup=True),
+            F3_ROWS, Protocol("train", epochs=6, warmup=True),
             [lower("original", "BN after addition", "train_loss", "BN after addition trains "
                    "to a higher loss than the original unit"),
              not_worse("full pre-activation", "original", "val_error", "full pre-activation "

@@ -123,8 +123,7 @@ def add_fit_args(parser):
     g.add_argument("--kv-store", choices=KV_STORES, help="how gradients are aggregated "
                    "across devices and machines (default: device on GPUs, else local)")
     g.add_argument("--num-epochs", type=int, help="epochs to train (overrides --num-iters)")
-    g.add_argument("--num-iters", type=int,
-                   help="iterations to train (the last epoch may stop early)")
+    g.add_argument("--num-iters", type=int, help="iterations to train (may end in an epoch)")
     g.add_argument("--batch-size", type=int, help="images per batch (all devices)")
     g.add_argument("--lr", type=float, help="initial learning rate")
     g.add_argument("--lr-factor", type=float, help="lr multiplier at each step")
