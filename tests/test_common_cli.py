@@ -1,0 +1,83 @@
+"""common/cli.py: one-line errors and exits, the flags' parsers of an image shape, a
+yes/no and NAME=VALUE items, and MXNet's messages cut to the line that says what failed."""
+import pytest
+
+from common.cli import (Parser, UsageError, check_image_shape, mxnet_message, name_values,
+                        parse_image_shape, parse_yes_no, run_main)
+
+
+def test_a_parser_error_is_one_line_and_exit_2(capsys):
+    parser = Parser(prog="tool")
+    parser.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(["--n", "x"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "tool: error: argument --n: invalid int value: 'x'\n"
+
+
+@pytest.mark.parametrize("text, shape", [
+    ("3,32,32", (3, 32, 32)), (" 3, 224,224", (3, 224, 224)), ((1, 8, 8), (1, 8, 8)),
+    ([3, "32", 32], (3, 32, 32))])
+def test_image_shapes(text, shape):
+    assert parse_image_shape(text) == shape
+
+
+@pytest.mark.parametrize("bad", ["3,32", "3,0,32", "a,b,c", "", None, (3, 32)])
+def test_bad_image_shapes_say_what_is_expected(bad):
+    with pytest.raises(ValueError, match="image_shape must be channels,height,width, got"):
+        parse_image_shape(bad)
+
+
+def test_check_image_shape_takes_no_text():
+    assert check_image_shape([3, 32, 32]) == (3, 32, 32)
+    with pytest.raises(ValueError, match="got '3,32,32'"):
+        check_image_shape("3,32,32")
+
+
+def test_yes_no_and_name_values():
+    assert [parse_yes_no(v, "--b") for v in ("yes", "no", None, True)] == [True, False, None,
+                                                                          True]
+    with pytest.raises(UsageError, match="--b must be yes or no, got 'y'"):
+        parse_yes_no("y", "--b")
+    assert name_values(["scale=0.5", "tag=a=b", "empty="], "--p") == [
+        ("scale", "0.5"), ("tag", "a=b"), ("empty", "")]
+    for bad in ("scale", "=0.5"):
+        with pytest.raises(UsageError, match=f"--p expects NAME=VALUE, got '{bad}'"):
+            name_values([bad], "--p")
+
+
+class MXNetError(Exception):
+    """Named as MXNet's own error class is: run_main recognises it by its name."""
+
+
+TRACE = ("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+         "MXNetError: Check failed: shape[1] == 3: expected 3 channels\n"
+         "Stack trace:\n  [bt] (0) libmxnet.so")
+
+
+def test_mxnet_message_keeps_the_line_that_says_what_failed():
+    assert mxnet_message(MXNetError(TRACE)) == "shape[1] == 3: expected 3 channels"
+    assert mxnet_message(MXNetError("Stack trace:\n  [bt] (0)")) == "MXNetError"
+
+
+@pytest.mark.parametrize("error, code, line", [
+    (UsageError("--lr must be > 0"), 2, "tool: error: --lr must be > 0"),
+    (FileNotFoundError("cifar: no such folder"), 2, "tool: error: cifar: no such folder"),
+    (ImportError("MXNet is not installed"), 2, "tool: error: MXNet is not installed"),
+    (MXNetError(TRACE), 2, "tool: error: MXNet: shape[1] == 3: expected 3 channels"),
+    (KeyboardInterrupt(), 130, "tool: interrupted")])
+def test_run_main_ends_expected_failures_in_one_line(error, code, line, capsys):
+    def main(argv):
+        raise error
+    with pytest.raises(SystemExit) as done:
+        run_main(main, [], prog="tool")
+    assert done.value.code == code
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_run_main_lets_a_bug_through():
+    def main(argv):
+        raise KeyError("a bug")
+    with pytest.raises(KeyError):
+        run_main(main, [], prog="tool")
+    assert run_main(lambda argv: argv, ["x"], prog="tool") == ["x"]
