@@ -9,7 +9,6 @@ from PIL import Image
 import data
 import train_imagenet
 from common.cli import UsageError, run_main
-from training import checkpoint as ckpt
 from training import rundir
 from training.args import check_num_classes
 

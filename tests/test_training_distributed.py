@@ -13,7 +13,6 @@ import pytest
 from common.mx import mx
 from data.synthetic import make_synthetic_cifar
 from tests.train_support import ROOT, run_script
-from training import checkpoint as ckpt
 from training import rundir
 from training import distributed
 
@@ -90,7 +89,27 @@ def test_thread_is_alive_restored_for_the_tracker():
     assert t.isAlive() is False
     t.start()
     t.join()
-    assert distributed.descendants(os.getpid()) == []
+    assert t.isAlive() is False
+
+
+SLEEPER = ("import subprocess, sys, time; "
+           "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+           "print(p.pid, flush=True); time.sleep(60)")
+
+
+def test_descendants_are_children_and_grandchildren():
+    # other tests' processes may live beside (a session's Slurm daemons): count only ours
+    before = set(distributed.descendants(os.getpid()))
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        assert set(distributed.descendants(os.getpid())) - before == {child.pid, grandchild}
+        assert distributed.descendants(child.pid) == [grandchild]
+    finally:
+        for pid in distributed.descendants(child.pid) + [child.pid]:
+            os.kill(pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        child.stdout.close()
 
 
 def test_flags_become_a_frozen_job():
