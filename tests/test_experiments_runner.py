@@ -6,7 +6,6 @@ import sys
 import pytest
 
 import train_cifar
-from experiments import runner
 from experiments.runner import Row, fmt, run_plan, train_command
 from training.recipe import CIFAR
 from training.rundir import PLAN, is_done
@@ -63,7 +62,3 @@ def test_run_plan_writes_the_plan_runs_the_steps_and_reports(tmp_path):
     (1.5e6, {"digits": 3}, "1.5e+06"), (0.0, {}, "0.00")])
 def test_fmt(value, kwargs, text):
     assert fmt(value, **kwargs) == text
-
-
-def test_the_runner_lock_is_one_name():
-    assert runner.RUNNER_LOCK == ".runner.lock"

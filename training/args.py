@@ -200,7 +200,9 @@ def parse_shortcut_params(items):
 
 
 def parse_gpus(text):
-    """--gpus "0,1" -> (0, 1); None or "" -> () (the CPU)."""
+    """--gpus "0,1" (or [0, 1]) -> (0, 1); None or "" -> () (the CPU)."""
+    if isinstance(text, (list, tuple)):
+        return tuple(int(i) for i in text)
     if text is None or str(text).strip() == "":
         return ()
     try:
@@ -210,7 +212,10 @@ def parse_gpus(text):
 
 
 def parse_steps(text, flag):
-    """--lr-step-iters "32000,48000" -> (32000, 48000); None or "" -> ()."""
+    """--lr-step-iters "32000,48000" (or [32000, 48000]) -> (32000, 48000); None or ""
+    -> ()."""
+    if isinstance(text, (list, tuple)):
+        return tuple(int(i) for i in text)
     try:
         return tuple(parse_ints(text, flag))
     except ValueError as err:
@@ -261,8 +266,7 @@ def check_args(args, config_class=TrainConfig):
         raise UsageError("give either --gpus or --cpus, not both")
     if args.cpus is not None and args.cpus < 1:
         raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
-    gpus = parse_gpus(args.gpus)
-    check_dtype(args.dtype, gpus)
+    check_dtype(args.dtype, parse_gpus(args.gpus))
     if not args.benchmark:
         if not args.data_dir:
             raise UsageError("--data-dir is required (or --benchmark for synthetic data)")
@@ -270,22 +274,40 @@ def check_args(args, config_class=TrainConfig):
             raise UsageError("--output-dir is required")
     if (args.resume or args.load_epoch is not None or args.export) and not args.output_dir:
         raise UsageError("--resume, --load-epoch and --export need --output-dir")
-    return config_class(**typed_values(vars(args), gpus))
+    values = typed_values(vars(args))
+    values["kv_store"] = args.kv_store or ("device" if values["gpus"] else "local")
+    return config_class(**values)
 
 
-def typed_values(flags, gpus):
-    """The ``flags`` (a dict of the parsed flags) with the values that are text on the
-    command line typed; ``gpus`` already parsed."""
+def image_shape_flag(value):
     try:
-        image_shape = parse_image_shape(flags["image_shape"])
+        return parse_image_shape(value)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return dict(flags, image_shape=image_shape, gpus=gpus,
-                bottleneck=parse_yes_no(flags["bottleneck"], "--bottleneck"),
-                shortcut_param=parse_shortcut_params(flags["shortcut_param"]),
-                kv_store=flags["kv_store"] or ("device" if gpus else "local"),
-                lr_step_epochs=parse_steps(flags["lr_step_epochs"], "--lr-step-epochs"),
-                lr_step_iters=parse_steps(flags["lr_step_iters"], "--lr-step-iters"))
+
+
+def shortcut_param_flag(value):
+    return value if isinstance(value, dict) else parse_shortcut_params(value)
+
+
+# the flags given as text on the command line, and what types each
+TYPED = {"image_shape": image_shape_flag,
+         "bottleneck": lambda value: parse_yes_no(value, "--bottleneck"),
+         "shortcut_param": shortcut_param_flag, "gpus": parse_gpus,
+         "lr_step_epochs": lambda value: parse_steps(value, "--lr-step-epochs"),
+         "lr_step_iters": lambda value: parse_steps(value, "--lr-step-iters")}
+
+
+def typed_values(flags):
+    """``flags`` (the parsed flags, or config.json's record of them, whichever version
+    wrote it) with the values the command line gives as text typed: image_shape a tuple,
+    bottleneck True/False/None, shortcut_param a dict, gpus and the lr steps tuples of
+    ints. Values typed already stay; keys it lacks stay absent, other keys unchanged."""
+    typed = dict(flags)
+    for key, convert in TYPED.items():
+        if key in flags:
+            typed[key] = convert(flags[key])
+    return typed
 
 
 def cifar_parser(prog="train_cifar.py"):
@@ -333,26 +355,8 @@ def parse_imagenet_args(argv=None, prog="train_imagenet.py"):
 
 
 def typed_flags(config):
-    """A config.json's dict with its flags' values in the form ``check_args`` gives them,
-    as this version records them: files written before hold the command line's text
-    (image_shape "3,32,32", bottleneck "yes", shortcut_param ["scale=0.5"], gpus "0,1" or
-    null, lr_step_epochs / lr_step_iters "81,122" or null). Keys it lacks stay absent,
-    other keys unchanged."""
-    typed = dict(config)
-    if "image_shape" in config:
-        typed["image_shape"] = list(parse_image_shape(config["image_shape"]))
-    if "bottleneck" in config:
-        typed["bottleneck"] = parse_yes_no(config["bottleneck"], "bottleneck")
-    if isinstance(config.get("shortcut_param"), list):
-        typed["shortcut_param"] = parse_shortcut_params(config["shortcut_param"])
-    if "gpus" in config:
-        typed["gpus"] = list(listed_ints(config["gpus"], "gpus"))
-    for name in ("lr_step_epochs", "lr_step_iters"):
-        if name in config:
-            typed[name] = list(listed_ints(config[name], name))
-    return typed
-
-
-def listed_ints(value, what):
-    """Ints of a list, or of a comma-separated string ("" and None: none)."""
-    return value if isinstance(value, list) else parse_ints(value, what)
+    """``typed_values`` of a config.json's dict, in the form config.json records (lists
+    for tuples): files written before hold the command line's text (image_shape
+    "3,32,32", bottleneck "yes", shortcut_param ["scale=0.5"], gpus "0,1" or null,
+    lr_step_epochs / lr_step_iters "81,122" or null)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in typed_values(config).items()}
