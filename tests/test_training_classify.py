@@ -1,7 +1,8 @@
 """training.classify: image files classified with an export folder through MXNet (the
 onnxruntime backend is in test_training_onnx_export.py), the same numbers as the trained
-network, damaged export files refused in one line, and MXNet imported only by the MXNet
-backend."""
+network, the test error on a CIFAR test set the one the run measured, damaged export
+files and contradicting test sets refused in one line, and MXNet imported only by the
+MXNet backend."""
 import ast
 import json
 import os
@@ -19,6 +20,7 @@ from training import classify
 from training.classify import INFO, PARAMS_FILE, SYMBOL_FILE, Classifier, load_image
 from training.classify import main as classify_main
 from training.export import export_model
+from training.rundir import read_metrics
 
 
 def test_export_and_classify_image_files(run3, tmp_path, capsys):
@@ -141,3 +143,47 @@ def test_mxnet_is_imported_in_one_place():
     importers = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
                  for node in ast.walk(f) if imports_mxnet(node)]
     assert len(imports) == 1 and importers == ["mxnet"]
+
+
+def test_the_test_error_of_an_export_is_the_one_its_run_measured(run3, generated_cifar10,
+                                                                 tmp_path, capsys):
+    model_dir = export_model(copy_run(run3, tmp_path))
+    with open(os.path.join(model_dir, INFO)) as f:
+        assert json.load(f)["dataset"] == "cifar10"
+    last = read_metrics(run3[0])[-1]
+    measured = 100 * (1 - last["val_acc"])  # the run tested on the whole test batch
+    for backend in ([], ["--onnx"]):
+        assert classify_main([model_dir, "--test-set", generated_cifar10] + backend) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        name = "onnx" if backend else "mxnet"
+        assert line == (f"{model_dir}: test error {measured:.2f} % on the 60 test images of "
+                        f"{generated_cifar10} ({name})")
+    images, labels = classify.read_test_set(generated_cifar10, Classifier(model_dir).info)
+    # the error counts whole images, whatever the batch
+    assert classify.error_rate(Classifier(model_dir), images, labels, batch_size=7) == \
+        pytest.approx(measured)
+
+
+def test_a_test_set_that_contradicts_the_network_is_refused_in_one_line(
+        run3, generated_cifar100, tmp_path):
+    model_dir = export_model(copy_run(run3, tmp_path), onnx=False)
+
+    def refusal(*args):
+        out = run_script(["-m", "training.classify", model_dir] + list(args))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        [line] = out.stderr.strip().splitlines()
+        return line
+
+    assert refusal() == \
+        "training.classify: error: give image files or --test-set DIR, one of the two"
+    assert refusal("x.png", "--test-set", str(tmp_path)) == \
+        "training.classify: error: give image files or --test-set DIR, one of the two"
+    cifar100 = str(tmp_path / "cifar-100-python")
+    shutil.copytree(generated_cifar100, cifar100)
+    line = refusal("--test-set", str(tmp_path))  # the folder holds CIFAR-100 only
+    assert line.startswith("training.classify: error: no CIFAR-10 data in ")
+    info = json.load(open(os.path.join(model_dir, INFO)))
+    info["dataset"] = "cifar100"
+    json.dump(info, open(os.path.join(model_dir, INFO), "w"))
+    assert refusal("--test-set", str(tmp_path)).startswith(
+        f"training.classify: error: {cifar100}: its classes (")

@@ -16,7 +16,7 @@ from training.export import export_model
 from training.export import main as export_main
 
 INFO_KEYS = {"sha256", "classes", "preprocess", "epoch", "run_dir", "num_layers", "unit",
-             "shortcut", "projection", "bottleneck", "onnx"}
+             "shortcut", "projection", "bottleneck", "onnx", "dataset"}
 
 
 def test_the_command_exports_the_chosen_epoch_and_prints_the_folder(run3, tmp_path, capsys):

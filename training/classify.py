@@ -1,11 +1,12 @@
 """Classify image files with an exported network, through MXNet or onnxruntime alone.
 
     python3 -m training.classify runs/r110/export cat.png ship.jpg [--top-k 3] [--onnx]
+    python3 -m training.classify runs/r110/export --test-set cifar [--onnx]
 
 This module reads the export folder that ``training.export`` writes and owns its format:
 ``model-symbol.json`` and ``model-0000.params`` (``mx.model.load_checkpoint(prefix, 0)``),
-``model.json`` with the class names, the preprocessing of training and the SHA-256 of
-those two files, and, where onnx was installed at export, ``model.onnx``. It imports
+``model.json`` with the class names, the data set, the preprocessing of training and the
+SHA-256 of those two files, and, where onnx was installed at export, ``model.onnx``. It imports
 MXNet in one place, ``mxnet()``, called by the MXNet backend only, so that classifying
 with ``--onnx`` needs no MXNet.
 """
@@ -16,12 +17,14 @@ from PIL import Image, UnidentifiedImageError
 
 from common.cli import Parser, UsageError, mxnet_message, run_main
 from common.files import file_sha256, read_json
+from data.cifar import cifar_class_names, cifar_folder, load_cifar
 from data.normalization import normalize
 
 EXPORT = "export"
 INFO = "model.json"
 SYMBOL_FILE, PARAMS_FILE = "model-symbol.json", "model-0000.params"  # load_checkpoint(., 0)
 BACKENDS = ("mxnet", "onnx")
+TEST_BATCH = 100  # images a forward pass of --test-set
 
 
 def mxnet():
@@ -134,15 +137,47 @@ class Classifier:
         return results
 
 
+def read_test_set(data_dir, info):
+    """Images uint8 (N, 3, 32, 32) and labels of the CIFAR test set in ``data_dir`` (its
+    archive folder or that folder itself), refused in one line where its classes are not
+    the network's."""
+    dataset = info.get("dataset") or ("cifar100" if len(info["classes"]) in (20, 100)
+                                      else "cifar10")
+    folder = cifar_folder(data_dir, dataset)
+    label_mode = "coarse" if dataset == "cifar100" and len(info["classes"]) == 20 else "fine"
+    names = cifar_class_names(folder, label_mode)
+    if names != info["classes"]:
+        raise ValueError(f"{folder}: its classes ({', '.join(names[:3])}, ...) are not the "
+                         f"network's ({', '.join(info['classes'][:3])}, ...)")
+    if list(info["preprocess"]["image_shape"]) != [3, 32, 32]:
+        raise ValueError(f"{folder} holds 3x32x32 images; the network takes "
+                         + "x".join(map(str, info["preprocess"]["image_shape"])))
+    return load_cifar(folder, train=False, label_mode=label_mode)
+
+
+def error_rate(model, images, labels, batch_size=TEST_BATCH):
+    """Top-1 error in percent of ``model`` (a Classifier) on uint8 (N, 3, H, W) ``images``
+    with their ``labels``, normalised as in evaluation."""
+    pre = model.info["preprocess"]
+    wrong = 0
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start:start + batch_size], pre["mean"], pre["std"])
+        wrong += int(np.sum(model.probabilities(x).argmax(axis=1)
+                            != labels[start:start + batch_size]))
+    return 100.0 * wrong / len(images)
+
+
 def parse_args(argv=None):
     p = Parser(prog="python3 -m training.classify", description=__doc__.splitlines()[0])
     p.add_argument("model_dir", help="export folder (or a run directory that has one)")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="*", help="image files to classify")
+    p.add_argument("--test-set", metavar="DIR",
+                   help="print the top-1 error on the CIFAR test set in DIR instead")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     p.add_argument("--onnx", action="store_true",
                    help="run model.onnx with onnxruntime instead of MXNet")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv=None):
@@ -151,11 +186,21 @@ def main(argv=None):
         raise UsageError("--top-k must be >= 1")
     if args.onnx and args.gpu is not None:
         raise UsageError("--onnx runs on the CPU; it takes no --gpu")
+    if bool(args.images) == bool(args.test_set):
+        raise UsageError("give image files or --test-set DIR, one of the two")
     model_dir = find_export(args.model_dir)
+    batch = TEST_BATCH if args.test_set else 1
     if args.onnx:
         model = Classifier(model_dir, backend="onnx")
     else:
-        model = Classifier(model_dir, None if args.gpu is None else mxnet().gpu(args.gpu))
+        model = Classifier(model_dir, None if args.gpu is None else mxnet().gpu(args.gpu),
+                           batch_size=batch)
+    if args.test_set:
+        images, labels = read_test_set(args.test_set, model.info)
+        error = error_rate(model, images, labels)
+        print(f"{model_dir}: test error {error:.2f} % on the {len(images):,} test images "
+              f"of {args.test_set} ({'onnx' if args.onnx else 'mxnet'})")
+        return 0
     for path, top in model.classify(args.images, args.top_k):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
     return 0
