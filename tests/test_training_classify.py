@@ -165,7 +165,7 @@ def test_the_test_error_of_an_export_is_the_one_its_run_measured(run3, generated
 
 
 def test_a_test_set_that_contradicts_the_network_is_refused_in_one_line(
-        run3, generated_cifar100, tmp_path):
+        run3, generated_cifar10, generated_cifar100, tmp_path):
     model_dir = export_model(copy_run(run3, tmp_path), onnx=False)
 
     def refusal(*args):
@@ -187,3 +187,7 @@ def test_a_test_set_that_contradicts_the_network_is_refused_in_one_line(
     json.dump(info, open(os.path.join(model_dir, INFO), "w"))
     assert refusal("--test-set", str(tmp_path)).startswith(
         f"training.classify: error: {cifar100}: its classes (")
+    info.update(dataset="cifar10", preprocess=dict(info["preprocess"], image_shape=[3, 28, 28]))
+    json.dump(info, open(os.path.join(model_dir, INFO), "w"))
+    assert refusal("--test-set", generated_cifar10) == ("training.classify: error: "
+        f"{generated_cifar10} holds 3x32x32 images; the network takes 3x28x28")
