@@ -5,9 +5,10 @@
 
 An export folder holds ``model-symbol.json`` and ``model-0000.params`` (loadable with
 ``mx.model.load_checkpoint(prefix, 0)``; the output is the softmax ``prob``, no label
-input), ``model.json`` with the class names, the data set, the preprocessing of training
-and the SHA-256 of those two files (checked before they are loaded), and, where onnx
-and onnxruntime are installed, ``model.onnx``: the same network, checked against MXNet
+input), ``model.json`` with the class names, the data set, the preprocessing of training,
+the SHA-256 of those two files (checked before they are loaded) and the run folder
+relative to the export folder (true wherever the checkout lies), and, where onnx and
+onnxruntime are installed, ``model.onnx``: the same network, checked against MXNet
 before it is kept (``training.onnx_export``). The names of these files are defined in
 ``training.classify``, the reader of the folder.
 """
@@ -129,7 +130,7 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
         "classes": config.get("classes") or [str(i) for i in range(config["num_classes"])],
         "preprocess": config["preprocess"], "dataset": config.get("dataset"),
         "epoch": manifest["epoch"],
-        "run_dir": os.path.abspath(run_dir), "num_layers": config.get("num_layers"),
+        "run_dir": os.path.relpath(run_dir, out_dir), "num_layers": config.get("num_layers"),
         "unit": config.get("unit"), "shortcut": config.get("shortcut"),
         "projection": config.get("projection"), "bottleneck": config.get("bottleneck")}
     error = None
