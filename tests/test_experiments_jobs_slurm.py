@@ -4,6 +4,7 @@ a preempted job requeued both resume from their checkpoints and end with the met
 uninterrupted run, and ``status`` follows the states."""
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -143,11 +144,14 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, slurm_table, cifar, tmp_
     # submitit requeued it: queued again, held by Slurm for its fixed two minutes after a
     # requeue, which the test lifts. Slurm sets that hold as the requeue completes, which may
     # come after the job already shows as queued, so the test lifts it while it is queued.
+    # It names a start two seconds on, the same each time: slurmd refuses to launch a job in
+    # the second (its credentials' resolution) in which that job was killed.
     follow(out, lambda states: states == ("queued",), 60, seen)
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() + 2))
 
     def released(states):
         if states == ("queued",):
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+            subprocess.run(["scontrol", "update", f"JobId={job}", f"StartTime={start}"],
                            env=slurm.env, capture_output=True)
         return all_done(states)
     follow(out, released, 90, seen)
