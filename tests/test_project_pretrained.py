@@ -95,10 +95,13 @@ def test_it_classifies_an_image_from_the_checkout_through_both_backends(tmp_path
     assert {n for n, _ in names[0]} <= set(info()["classes"]) and len(names[0]) == 3
 
 
-def test_the_readme_states_the_test_error_after_the_last_iteration():
+def test_the_readme_and_the_model_card_state_the_test_error_after_the_last_iteration():
     last = read_metrics(RUN_RECORD)[-1]
     assert last["iteration"] == 64_000
     assert stated_error() == round(100 * (1 - last["val_acc"]), 2)
+    with open(os.path.join(MODEL_DIR, "README.md")) as f:
+        card = re.findall(r"\*\*Test error: (\d+\.\d\d) %", f.read())
+    assert card == [f"{stated_error():.2f}"]
 
 
 @pytest.mark.skipif(not os.path.isfile(ARCHIVE), reason=f"{ARCHIVE} not found")
