@@ -2,7 +2,8 @@
 
 Training loss is dashed on the left axis and test error solid on the right axis, one
 colour per run; with ``train_key="train_error"`` the training error is dashed on the same
-axis as the test error, as in the 2015 paper's Fig. 6. Figures are drawn with the Agg
+axis as the test error, as in the 2015 paper's Fig. 6. Runs evaluated on held-out
+training images say "validation error" instead (``plots.runs.evaluated_set``). Figures are drawn with the Agg
 canvas directly, so importing this module leaves matplotlib's global backend alone.
 """
 import logging
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from common.files import atomic_path
-from plots.runs import error_percent, run_label
+from plots.runs import error_percent, evaluated_set, run_label
 from training.rundir import read_metrics
 
 X_AXES = {"epoch": "Epochs", "iteration": "Iterations"}
@@ -60,6 +61,7 @@ def curves_figure(run_dirs, x="epoch", labels=None, title=None, train_key="train
     if not run_dirs:
         raise ValueError("no run directories given")
     names = _labels(run_dirs, labels)
+    evaluated = evaluated_set(run_dirs)
     fig = Figure(figsize=(6.4, 4.2))
     FigureCanvasAgg(fig)
     loss_ax = fig.add_subplot(1, 1, 1)
@@ -77,13 +79,13 @@ def curves_figure(run_dirs, x="epoch", labels=None, title=None, train_key="train
                     marker=marker, linewidth=1.5)
         handles.append(Line2D([], [], color=colour, label=name))
     handles += [Line2D([], [], color="grey", linestyle="--", label=TRAIN_CURVES[train_key]),
-                Line2D([], [], color="grey", label="test error")]
+                Line2D([], [], color="grey", label=f"{evaluated} error")]
     loss_ax.set_xlabel(X_AXES[x])
     if errors_only:
-        loss_ax.set_ylabel("Error (%): training dashed, test solid")
+        loss_ax.set_ylabel(f"Error (%): training dashed, {evaluated} solid")
     else:
         loss_ax.set_ylabel("Training loss (dashed)")
-        err_ax.set_ylabel("Test error (%) (solid)")
+        err_ax.set_ylabel(f"{evaluated.capitalize()} error (%) (solid)")
     loss_ax.set_ylim(bottom=0)
     err_ax.set_ylim(bottom=0)
     loss_ax.set_xlim(left=0)

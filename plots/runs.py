@@ -20,6 +20,19 @@ def run_label(run_dir):
     return " ".join(str(p) for p in parts if p)
 
 
+def evaluated_set(run_dirs):
+    """What the runs' ``val_acc`` measures: ``"test"`` (a CIFAR run's test batch),
+    ``"validation"`` (images held out of the training set, or ImageNet's validation set),
+    or ``"held-out"`` when the runs differ."""
+    names = set()
+    for run_dir in run_dirs:
+        config = read_config(run_dir)
+        imagenet = "data_nthreads" in config  # a field of ImagenetConfig alone
+        held_out = imagenet or config.get("validation_split") or config.get("validation_images")
+        names.add("validation" if held_out else "test")
+    return names.pop() if len(names) == 1 else "held-out"
+
+
 def error_percent(record, key="val_acc"):
     """Error in percent from a record's accuracy ``key`` (test accuracy by default), or
     None if not recorded."""

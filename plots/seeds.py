@@ -1,12 +1,13 @@
 """Figures of rows trained with several seeds, in the papers' style: one colour per row,
-each seed a thin line and their mean a thick one; the training curve dashed, the
-validation error solid."""
+each seed a thin line and their mean a thick one; the training curve dashed, the error on
+the runs' test or validation images (``plots.runs.evaluated_set``) solid."""
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from plots.curves import save_figure
+from plots.runs import evaluated_set
 from training.rundir import read_metrics
 
 TRAIN_KEYS = {"train_loss": "Training loss", "train_error": "Training error (%)"}
@@ -42,19 +43,15 @@ def _save(fig, out_prefix):
     return paths
 
 
-def plot_seeded_runs(groups, out_prefix, train_key="train_loss", title=None):
-    """Plot ``groups`` ({row label: [run dirs, one a seed]}) against iterations.
-
-    ``train_key`` is ``train_loss`` (then the validation error gets a right-hand axis)
-    or ``train_error`` (both errors share one axis in %, as in the 2015 paper's Fig. 6).
-    Writes ``out_prefix.png`` and ``.pdf``; returns their paths.
-    """
+def seeded_runs_figure(groups, train_key="train_loss", title=None):
+    """The figure of :func:`plot_seeded_runs`."""
     if train_key not in TRAIN_KEYS:
         raise ValueError(f"unknown training curve {train_key!r}: {', '.join(TRAIN_KEYS)}")
     fig = Figure(figsize=(7, 4.4))
     FigureCanvasAgg(fig)
     train_ax = fig.add_subplot(1, 1, 1)
     val_ax = train_ax if train_key == "train_error" else train_ax.twinx()
+    evaluated = evaluated_set([d for run_dirs in groups.values() for d in run_dirs])
     handles = []
     for i, (label, run_dirs) in enumerate(groups.items()):
         runs = [read_metrics(d, required=True) for d in run_dirs]
@@ -67,20 +64,30 @@ def plot_seeded_runs(groups, out_prefix, train_key="train_loss", title=None):
         handles.append(Line2D([], [], color=colour, linewidth=2.2,
                               label=f"{label} ({len(runs)} seeds)"))
     handles += [Line2D([], [], color="grey", linestyle="--", label=TRAIN_KEYS[train_key]),
-                Line2D([], [], color="grey", label="validation error (%)")]
+                Line2D([], [], color="grey", label=f"{evaluated} error (%)")]
     train_ax.set_xlabel("Iterations")
     train_ax.set_ylabel(TRAIN_KEYS[train_key] + " (dashed)")
     if val_ax is not train_ax:
-        val_ax.set_ylabel("Validation error (%) (solid)")
+        val_ax.set_ylabel(f"{evaluated.capitalize()} error (%) (solid)")
     else:
-        train_ax.set_ylabel("Error (%): training dashed, validation solid")
+        train_ax.set_ylabel(f"Error (%): training dashed, {evaluated} solid")
     train_ax.set_xlim(left=0)
     train_ax.grid(alpha=0.3)
     train_ax.legend(handles=handles, loc="upper right", fontsize="x-small")
     if title:
         train_ax.set_title(title, fontsize="medium")
     fig.tight_layout()
-    return _save(fig, out_prefix)
+    return fig
+
+
+def plot_seeded_runs(groups, out_prefix, train_key="train_loss", title=None):
+    """Plot ``groups`` ({row label: [run dirs, one a seed]}) against iterations.
+
+    ``train_key`` is ``train_loss`` (then the test or validation error gets a right-hand axis)
+    or ``train_error`` (both errors share one axis in %, as in the 2015 paper's Fig. 6).
+    Writes ``out_prefix.png`` and ``.pdf``; returns their paths.
+    """
+    return _save(seeded_runs_figure(groups, train_key, title), out_prefix)
 
 
 def plot_seeded_profiles(groups, out_prefix, title=None):

@@ -9,6 +9,8 @@ import matplotlib.image
 import pytest
 
 import plots
+import plots.runs
+import plots.seeds
 from plots.__main__ import main
 from common.cli import run_main
 from training.rundir import read_metrics
@@ -223,3 +225,30 @@ def test_training_error_shares_the_test_errors_axis(tmp_path):
     assert os.path.getsize(tmp_path / "f6.png") > 1000
     with pytest.raises(ValueError, match="unknown training curve 'loss'"):
         curves_figure([run], train_key="loss")
+
+
+def test_the_solid_curve_names_the_images_it_was_measured_on(tmp_path):
+    """A CIFAR run evaluates on the test batch unless it holds images out of training;
+    an ImageNet run on the validation set. Both figures say which."""
+    cifar = {"num_layers": 20, "unit": "original", "dataset": "cifar10",
+             "validation_split": False, "validation_images": None}
+    tested = make_run(tmp_path, "tested", 3, cifar)
+    held = make_run(tmp_path, "held", 3, dict(cifar, validation_images=1000))
+    imagenet = make_run(tmp_path, "imagenet", 3, {"num_layers": 18, "data_nthreads": 4})
+    assert plots.runs.evaluated_set([tested]) == "test"
+    assert plots.runs.evaluated_set([held]) == "validation"
+    assert plots.runs.evaluated_set([imagenet]) == "validation"
+    assert plots.runs.evaluated_set([tested, held]) == "held-out"
+
+    def texts(fig):
+        legend = [t.get_text() for ax in fig.axes if ax.get_legend()
+                  for t in ax.get_legend().get_texts()]
+        return legend + [ax.get_ylabel() for ax in fig.axes]
+
+    fig = plots.curves.curves_figure([held], train_key="train_error")
+    assert "validation error" in texts(fig)
+    assert "Error (%): training dashed, validation solid" in texts(fig)
+    fig = plots.seeds.seeded_runs_figure({"ResNet-20": [tested]}, train_key="train_error")
+    assert "test error (%)" in texts(fig) and "validation error (%)" not in texts(fig)
+    fig = plots.seeds.seeded_runs_figure({"ResNet-20": [held]})
+    assert "Validation error (%) (solid)" in texts(fig)
