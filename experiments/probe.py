@@ -5,7 +5,7 @@ Identity Mappings, Eqn. 5: with identity shortcuts ``x_L = x_l + sum F``, so
 undiminished. With constant scaling (Eqn. 8) the shortcut term becomes
 ``prod_{i=l}^{L-1} lambda_i``, which vanishes as ``lambda^(L-l)`` for ``lambda < 1``.
 The probe measures both norms on a real network and batch, using the zero Variables that
-``symbols.get_symbol(..., probe=True)`` adds at every unit input.
+``symbols.get_symbol(..., probe=True)`` adds at every unit input, and the batch's loss.
 """
 import argparse
 import ast
@@ -16,6 +16,7 @@ import numpy as np
 
 from common.cli import UsageError, name_values, run_main
 from common.mx import mx
+import symbols
 from training.checkpoint import split_params
 from training.module import initializer
 
@@ -90,8 +91,8 @@ def gradient_flow(symbol, batch_data, batch_label, arg_params=None, aux_params=N
     (e.g. :func:`load_params`); those not given come from :func:`init_params` with
     ``seed``. BatchNorm runs in training mode (batch statistics), as in training. Norms
     are L2 norms over the whole batch; the loss is SoftmaxOutput's (summed over the
-    batch). Returns ``{'units': names, 'grad_norm': [...], 'signal_norm': [...]}``,
-    ordered from input to output.
+    batch). Returns ``{'units': names, 'grad_norm': [...], 'signal_norm': [...],
+    'loss': mean cross-entropy of the batch}``, the lists ordered from input to output.
     """
     batch_data = np.asarray(batch_data, dtype=np.float32)
     batch_label = np.asarray(batch_label, dtype=np.float32)
@@ -124,7 +125,14 @@ def gradient_flow(symbol, batch_data, batch_label, arg_params=None, aux_params=N
     norm = lambda a: float(mx.nd.norm(a).asscalar())  # noqa: E731
     return {"units": units,
             "grad_norm": [norm(executor.grad_dict[p]) for p in probes],
-            "signal_norm": [norm(o) for o in outputs[1:]]}
+            "signal_norm": [norm(o) for o in outputs[1:]],
+            "loss": cross_entropy(outputs[0].asnumpy(), batch_label)}
+
+
+def cross_entropy(probabilities, labels):
+    """Mean -ln p(label) over a batch of softmax outputs (N, classes)."""
+    picked = probabilities[np.arange(len(labels)), labels.astype(np.int64)]
+    return float(-np.log(np.maximum(picked, 1e-30)).mean())
 
 
 def log_slope(values):
@@ -137,10 +145,12 @@ def log_slope(values):
 
 
 def summary(result):
-    """One line: the mean factor per unit by which the norms grow toward the input."""
+    """One line: the mean factor per unit by which the norms grow toward the input, and
+    the batch's loss."""
     grad, signal = log_slope(result["grad_norm"]), log_slope(result["signal_norm"])
     return (f"per unit toward the input, d loss/d x_l x{np.exp(-grad):.3f}, "
-            f"x_l x{np.exp(-signal):.3f} (ln slopes vs l: {grad:+.3f}, {signal:+.3f})")
+            f"x_l x{np.exp(-signal):.3f} (ln slopes vs l: {grad:+.3f}, {signal:+.3f}); "
+            f"loss {result['loss']:.3f}")
 
 
 def plot_gradient_flow(results, out_prefix, title=None):
@@ -227,6 +237,8 @@ def parse_args(argv=None):
     p.add_argument("--variants", default="full_preact:identity,original:identity,"
                    "full_preact:constant_scaling", help="comma-separated UNIT:SHORTCUT")
     p.add_argument("--widths", help="stage widths, e.g. 16,32,64 (default: the paper's)")
+    p.add_argument("--projection", default="B", choices=list(symbols.PROJECTIONS),
+                   help="shortcut where the shape changes (default B)")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0, help="initializer and random-data seed")
@@ -238,7 +250,6 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import symbols
     args = parse_args(argv)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be positive")
@@ -254,7 +265,8 @@ def main(argv=None):
     results = {}
     for unit, shortcut, params in parse_variants(args.variants):
         symbol = symbols.get_symbol(args.num_classes, args.num_layers, (3, 32, 32), unit=unit,
-                                    shortcut=shortcut, widths=widths, probe=True, **params)
+                                    shortcut=shortcut, widths=widths, probe=True,
+                                    projection=args.projection, **params)
         name = " ".join([unit, shortcut] + [f"{k}={v}" for k, v in params.items()])
         results[name] = gradient_flow(symbol, data, label, seed=args.seed)
         if checkpoint:

@@ -186,3 +186,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_loss_is_the_batch_cross_entropy(batch):
+    """With the classifier's weights at zero every class gets 1/10: the loss is ln 10; with
+    the initialised weights it is the mean -ln p(label) of the net's own forward pass."""
+    symbol = net(20)
+    arg, aux = probe.init_params(symbol, batch[0].shape, seed=3)
+    exe = bind(symbol, arg, aux, *batch)
+    p = exe.forward(is_train=True)[0].asnumpy()
+    expected = -np.log(p[np.arange(len(batch[1])), batch[1].astype(int)]).mean()
+    assert probe.gradient_flow(symbol, *batch, arg, aux)["loss"] == pytest.approx(expected,
+                                                                                   rel=1e-5)
+    zeroed = {n: mx.nd.zeros_like(a) if n.startswith("fc") else a for n, a in arg.items()}
+    assert probe.gradient_flow(symbol, *batch, zeroed, aux)["loss"] == \
+        pytest.approx(math.log(10), rel=1e-6)
+
+
+def test_cli_projection_reaches_the_net(tmp_path, capsys):
+    """Option A pads with zeros (no parameters), option B projects by 1x1 convolutions:
+    the same seed then gives different nets and different losses."""
+    losses = {}
+    for projection in ("A", "B"):
+        assert probe.main(["--num-layers", "20", "--widths", "4,8,16", "--batch-size", "4",
+                           "--variants", "original:identity", "--projection", projection,
+                           "--out", str(tmp_path / projection)]) == 0
+        losses[projection] = re.search(r"loss (\d+\.\d+)", capsys.readouterr().out)[1]
+    assert losses["A"] != losses["B"]
