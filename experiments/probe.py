@@ -14,9 +14,9 @@ import re
 
 import numpy as np
 
+import symbols
 from common.cli import UsageError, name_values, run_main
 from common.mx import mx
-import symbols
 from training.checkpoint import split_params
 from training.module import initializer
 

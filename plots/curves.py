@@ -3,8 +3,9 @@
 Training loss is dashed on the left axis and test error solid on the right axis, one
 colour per run; with ``train_key="train_error"`` the training error is dashed on the same
 axis as the test error, as in the 2015 paper's Fig. 6. Runs evaluated on held-out
-training images say "validation error" instead (``plots.runs.evaluated_set``). Figures are drawn with the Agg
-canvas directly, so importing this module leaves matplotlib's global backend alone.
+images say "validation error" instead (``plots.runs.evaluated_set``). Figures are drawn
+with the Agg canvas directly, so importing this module leaves matplotlib's global backend
+alone.
 """
 import logging
 import os
