@@ -1,8 +1,11 @@
 """Command-line plumbing shared by every entry point: one-line errors, non-zero exits,
-the parser of the flags, and the parsers of an image shape, a yes/no flag and NAME=VALUE
-items."""
+the switch that shows their tracebacks instead, the parser of the flags, and the parsers of
+an image shape, a yes/no flag and NAME=VALUE items."""
 import argparse
+import os
 import sys
+
+TRACEBACK = "RESNET_TRACEBACK"  # set to 1: a failure ends with its traceback, not one line
 
 
 class UsageError(ValueError):
@@ -62,8 +65,23 @@ def name_values(items, flag):
     return pairs
 
 
+def show_traceback():
+    """Whether ``RESNET_TRACEBACK`` asks for whole tracebacks (any value but "" and "0")."""
+    return os.environ.get(TRACEBACK, "") not in ("", "0")
+
+
+def error_line(prog, err, message=None):
+    """The one line that reports ``err``; all but bad input (``UsageError``) name the
+    switch that shows the traceback, in case the error is a bug rather than bad input."""
+    line = f"{prog}: error: {message or err}"
+    if not isinstance(err, UsageError):
+        line += f" ({TRACEBACK}=1 shows the traceback)"
+    return line
+
+
 def run_main(main, argv=None, prog=None):
-    """Call ``main(argv)`` and turn expected failures into one line on stderr and exit 2.
+    """Call ``main(argv)`` and turn expected failures into one line on stderr and exit 2,
+    or, with ``RESNET_TRACEBACK=1`` in the environment, let them end in their traceback.
 
     Expected failures are bad input (``ValueError``, including ``UsageError``), missing or
     unreadable files (``OSError``), a missing MXNet build (``ImportError``) and errors
@@ -73,15 +91,19 @@ def run_main(main, argv=None, prog=None):
     try:
         return main(argv)
     except KeyboardInterrupt:
+        if show_traceback():
+            raise
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     except (ValueError, OSError, ImportError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        if show_traceback():
+            raise
+        print(error_line(prog, err), file=sys.stderr)
         sys.exit(2)
     except Exception as err:  # MXNetError carries a C++ stack trace: keep one line
-        if type(err).__name__ != "MXNetError":
+        if type(err).__name__ != "MXNetError" or show_traceback():
             raise
-        print(f"{prog}: error: MXNet: {mxnet_message(err)}", file=sys.stderr)
+        print(error_line(prog, err, f"MXNet: {mxnet_message(err)}"), file=sys.stderr)
         sys.exit(2)
 
 

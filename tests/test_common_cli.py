@@ -2,8 +2,15 @@
 yes/no and NAME=VALUE items, and MXNet's messages cut to the line that says what failed."""
 import pytest
 
-from common.cli import (Parser, UsageError, check_image_shape, mxnet_message, name_values,
-                        parse_image_shape, parse_yes_no, run_main)
+import os
+import subprocess
+import sys
+
+from common.cli import (TRACEBACK, Parser, UsageError, check_image_shape, mxnet_message,
+                        name_values, parse_image_shape, parse_yes_no, run_main)
+from train_support import ROOT
+
+HINT = f" ({TRACEBACK}=1 shows the traceback)"
 
 
 def test_a_parser_error_is_one_line_and_exit_2(capsys):
@@ -62,9 +69,9 @@ def test_mxnet_message_keeps_the_line_that_says_what_failed():
 
 @pytest.mark.parametrize("error, code, line", [
     (UsageError("--lr must be > 0"), 2, "tool: error: --lr must be > 0"),
-    (FileNotFoundError("cifar: no such folder"), 2, "tool: error: cifar: no such folder"),
-    (ImportError("MXNet is not installed"), 2, "tool: error: MXNet is not installed"),
-    (MXNetError(TRACE), 2, "tool: error: MXNet: shape[1] == 3: expected 3 channels"),
+    (FileNotFoundError("cifar: no such folder"), 2, "tool: error: cifar: no such folder" + HINT),
+    (ImportError("MXNet is not installed"), 2, "tool: error: MXNet is not installed" + HINT),
+    (MXNetError(TRACE), 2, "tool: error: MXNet: shape[1] == 3: expected 3 channels" + HINT),
     (KeyboardInterrupt(), 130, "tool: interrupted")])
 def test_run_main_ends_expected_failures_in_one_line(error, code, line, capsys):
     def main(argv):
@@ -81,3 +88,37 @@ def test_run_main_lets_a_bug_through():
     with pytest.raises(KeyError):
         run_main(main, [], prog="tool")
     assert run_main(lambda argv: argv, ["x"], prog="tool") == ["x"]
+
+
+@pytest.mark.parametrize("value, shown", [("1", True), ("yes", True), ("0", False),
+                                          ("", False)])
+def test_the_switch_lets_an_expected_failure_end_in_its_traceback(value, shown, monkeypatch,
+                                                                  capsys):
+    monkeypatch.setenv(TRACEBACK, value)
+
+    def main(argv):
+        raise ValueError("looks like bad input")
+    with pytest.raises(ValueError if shown else SystemExit):
+        run_main(main, [], prog="tool")
+    assert capsys.readouterr().err == ("" if shown else
+                                       "tool: error: looks like bad input" + HINT + "\n")
+
+
+def failing_command(switch):
+    """A real command that fails on a missing folder, with or without the switch."""
+    env = {k: v for k, v in os.environ.items() if k != TRACEBACK}
+    env.update({TRACEBACK: "1"} if switch else {})
+    return subprocess.run([sys.executable, "-m", "experiments", "status", "no/such/folder"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_a_failing_command_names_the_switch_and_the_switch_shows_the_traceback():
+    quiet = failing_command(False)
+    assert quiet.returncode == 2
+    assert quiet.stderr.splitlines() == [
+        "python -m experiments: error: no folder no/such/folder" + HINT]
+    loud = failing_command(True)
+    assert loud.returncode == 1
+    assert loud.stderr.startswith("Traceback (most recent call last):")
+    assert 'experiments/status.py", line' in loud.stderr  # the frame that raised it
+    assert loud.stderr.splitlines()[-1] == "FileNotFoundError: no folder no/such/folder"

@@ -34,7 +34,8 @@ def test_scripts_report_missing_mxnet_in_one_line():
                      "run_main(lambda argv: __import__('symbols'), [], 'x')")
     assert out.returncode == 2
     assert out.stderr.strip() == ("x: error: MXNet is not installed: pip install -e '.[cpu]' "
-                                  "(or '.[gpu]' for CUDA 11.2 GPUs)")
+                                  "(or '.[gpu]' for CUDA 11.2 GPUs) "
+                                  "(RESNET_TRACEBACK=1 shows the traceback)")
 
 
 MXNET_IMPORT = re.compile(r"^\s*(import mxnet|from mxnet)\b", re.MULTILINE)

@@ -82,13 +82,15 @@ def test_classify_refuses_damaged_export_files_in_one_line(run3, tmp_path):
     for name in (PARAMS_FILE, SYMBOL_FILE):
         line, path = classify_error("truncated", name)
         assert line == (f"training.classify: error: {path} is corrupt: its SHA-256 differs "
-                        f"from the one recorded in {INFO} at export; export the run again")
+                        f"from the one recorded in {INFO} at export; export the run again "
+                        "(RESNET_TRACEBACK=1 shows the traceback)")
     line, path = classify_error("truncated", INFO)
     assert line.startswith(f"training.classify: error: {path}: not valid JSON")
     line, _ = classify_error("unsummed", PARAMS_FILE)
     folder = str(tmp_path / f"unsummed_{PARAMS_FILE}")
     assert line == (f"training.classify: error: {folder}: MXNet cannot load the export "
-                    "(fi->Read(data): Invalid NDArray file format); export the run again")
+                    "(fi->Read(data): Invalid NDArray file format); export the run again "
+                    "(RESNET_TRACEBACK=1 shows the traceback)")
 
 
 WITHOUT_MXNET = """
@@ -190,4 +192,5 @@ def test_a_test_set_that_contradicts_the_network_is_refused_in_one_line(
     info.update(dataset="cifar10", preprocess=dict(info["preprocess"], image_shape=[3, 28, 28]))
     json.dump(info, open(os.path.join(model_dir, INFO), "w"))
     assert refusal("--test-set", generated_cifar10) == ("training.classify: error: "
-        f"{generated_cifar10} holds 3x32x32 images; the network takes 3x28x28")
+        f"{generated_cifar10} holds 3x32x32 images; the network takes 3x28x28 "
+        "(RESNET_TRACEBACK=1 shows the traceback)")
