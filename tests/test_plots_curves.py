@@ -189,7 +189,8 @@ def test_python_dash_m_plots(two_runs, tmp_path):
     done = subprocess.run([sys.executable, "-m", "plots", str(tmp_path / "missing"), "--out",
                            str(tmp_path / "m")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().endswith(
-        f"run directory not found: {tmp_path / 'missing'}")
+        f"run directory not found: {tmp_path / 'missing'} (RESNET_TRACEBACK=1 shows the "
+        "traceback)")
 
 
 def test_python_dash_m_plots_warns_about_a_corrupt_line_and_a_partial_last_one(tmp_path):
