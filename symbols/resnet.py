@@ -65,15 +65,23 @@ def make_match(projection, placement, num_filter, stride, in_filter, name):
 
 
 def zero_pad(x, extra, stride, name):
-    """Option A: subsample by ``stride`` and append ``extra`` channels of zeros."""
+    """Option A: subsample by ``stride`` and append ``extra`` channels of zeros.
+
+    The channels are joined on a 5-d view (N, C, H, W, 1): MXNet hands a 4-d concat to
+    oneDNN, whose backward pass divides by zero (SIGFPE) where its gradient arrives in a
+    channel-blocked layout whose block does not divide the joined parts' channels (e.g. 4
+    channels in blocks of 8 or 16). A 5-d concat runs MXNet's own kernel.
+    """
     if stride != 1:
         x = mx.sym.slice(x, begin=(None, None, 0, 0), end=(None, None, None, None),
                          step=(1, 1, stride, stride), name=f"{name}_sc_subsample")
     if extra <= 0:
         return x
+    x = mx.sym.expand_dims(x, axis=4, name=f"{name}_sc_5d")
     zero = mx.sym.zeros_like(mx.sym.slice_axis(x, axis=1, begin=0, end=1), name=f"{name}_sc_zero")
     zeros = mx.sym.broadcast_axis(zero, axis=1, size=extra, name=f"{name}_sc_zeros")
-    return mx.sym.concat(x, zeros, dim=1, name=f"{name}_sc_pad")
+    padded = mx.sym.concat(x, zeros, dim=1, name=f"{name}_sc_pad")
+    return mx.sym.squeeze(padded, axis=4, name=f"{name}_sc_4d")
 
 
 def stem(data, placement, imagenet, num_filter):

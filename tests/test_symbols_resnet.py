@@ -8,6 +8,7 @@ import pytest
 
 import symbols
 from common.mx import mx
+from tests.conftest import ROOT
 from symbols.shortcuts import SHORTCUTS
 from symbols.units import UNITS
 
@@ -260,6 +261,47 @@ def test_projection_options():
     assert len([n for n in c if n.endswith("_sc_weight")]) == 9
     # Option A's zero padding keeps the shapes right through the stages.
     assert symbols.output_shape(symbols.get_symbol(10, 20, projection="A"), CIFAR, 3) == (3, 10)
+
+
+def test_option_a_subsamples_and_appends_zero_channels_with_the_sliced_gradient():
+    from symbols.resnet import zero_pad
+    x = mx.sym.Variable("x")
+    out = zero_pad(x, 3, 2, "u")
+    value = np.arange(2 * 4 * 6 * 6, dtype=np.float32).reshape(2, 4, 6, 6)
+    ex = out.bind(mx.cpu(), {"x": mx.nd.array(value)}, args_grad={"x": mx.nd.zeros(value.shape)})
+    y = ex.forward(is_train=True)[0].asnumpy()
+    assert y.shape == (2, 7, 3, 3)
+    assert np.array_equal(y[:, :4], value[:, :, ::2, ::2]) and not y[:, 4:].any()
+    head = np.random.RandomState(0).rand(*y.shape).astype(np.float32)
+    ex.backward(mx.nd.array(head))
+    want = np.zeros_like(value)
+    want[:, :, ::2, ::2] = head[:, :4]
+    assert np.array_equal(ex.grad_dict["x"].asnumpy(), want)
+
+
+# The smallest net found whose option-A backward pass died with SIGFPE inside oneDNN's
+# concat on an AVX-512 CPU (MXNet 1.9.1): 4 channels padded to 8, the sum of two gradient
+# paths arriving in a channel-blocked layout. It runs in a subprocess, so a fault fails
+# this test instead of ending the suite.
+TINY_OPTION_A = """
+import numpy as np
+import symbols
+from common.mx import mx
+net = symbols.get_symbol(10, units=(1, 2), widths=(4, 8), unit="original", projection="A")
+ex = net.simple_bind(mx.cpu(), data=(1, 3, 32, 32), softmax_label=(1,))
+for name, array in ex.arg_dict.items():
+    array[:] = np.random.RandomState(0).rand(*array.shape) if name != "softmax_label" else 0
+ex.forward(is_train=True)
+ex.backward()
+print("finite", all(np.isfinite(g.asnumpy()).all() for g in ex.grad_arrays if g is not None))
+"""
+
+
+def test_option_a_at_four_channels_trains_on_every_cpu():
+    run = subprocess.run([sys.executable, "-c", TINY_OPTION_A], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, f"exit {run.returncode} (-8 is SIGFPE): {run.stderr[-2000:]}"
+    assert run.stdout.split()[-1] == "True"
 
 
 def test_preact_projection_reads_the_preactivated_input():
