@@ -32,6 +32,7 @@ from common.cli import run_main  # noqa: E402
 from common.cpu import physical_cores, this_cpu  # noqa: E402
 from common.mx import mx  # noqa: E402
 from training.module import initializer  # noqa: E402
+from training.recipe import CIFAR  # noqa: E402
 
 SAMPLE = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py", "data_batch_1")
 
@@ -91,8 +92,8 @@ def build_module(depth, batch_size):
     mod.bind([mx.io.DataDesc("data", (batch_size, 3, 32, 32))],
              [mx.io.DataDesc("softmax_label", (batch_size,))])
     mod.init_params(initializer())
-    mod.init_optimizer(optimizer="nag", optimizer_params={
-        "learning_rate": 0.1, "momentum": 0.9, "wd": 1e-4})
+    mod.init_optimizer(optimizer=CIFAR.optimizer, optimizer_params={
+        "learning_rate": CIFAR.lr, "momentum": CIFAR.momentum, "wd": CIFAR.weight_decay})
     return mod
 
 

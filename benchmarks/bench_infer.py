@@ -11,7 +11,6 @@ of about ``--seconds`` each, after a warm-up batch; both backends alternate with
 repeat, and before each run the benchmark waits (within ``--max-wait`` seconds in all)
 for other processes to leave the CPUs idle.
 """
-import argparse
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_train import QuietWaiter, load_average  # noqa: E402
-from common.cli import UsageError, run_main  # noqa: E402
+from common.cli import UsageError, int_list, run_main  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
 from training import checkpoint as ckpt  # noqa: E402
@@ -104,22 +103,13 @@ def cpu_model():
     return "unknown CPU"
 
 
-def ints(text):
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def parse_args(argv=None):
     from common.cli import Parser
     from symbols import SHORTCUTS, UNITS
     p = Parser(prog="bench_infer.py", description=__doc__.splitlines()[0])
-    p.add_argument("--depths", type=ints, default=[20, 56])
-    p.add_argument("--batch-sizes", type=ints, default=[1, 32, 128])
+    p.add_argument("--depths", type=int_list("--depths", minimum=1), default=[20, 56])
+    p.add_argument("--batch-sizes", type=int_list("--batch-sizes", minimum=1),
+                   default=[1, 32, 128])
     p.add_argument("--unit", default="full_preact", choices=list(UNITS))
     p.add_argument("--shortcut", default="identity", choices=list(SHORTCUTS))
     p.add_argument("--repeats", type=int, default=3, help="figures are medians of these")

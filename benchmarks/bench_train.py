@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.machine import (header_lines, machine_info, measure_clock_ghz,  # noqa: E402
                                 measure_peaks)
-from common.cli import UsageError, run_main  # noqa: E402
+from common.cli import UsageError, int_list, run_main  # noqa: E402
 from common.cpu import bfloat16_missing, physical_cores, this_cpu  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
@@ -116,23 +116,15 @@ def linear_fit(x, y):
 
 # -- the project's training path --------------------------------------------------------
 
-def project_args(depth, batch_size, gpus=None, dtype="float32", mirror=False, fusion=True):
-    """train_cifar.py's configuration of a synthetic run of this network."""
+def synthetic_config(depth, batch_size, gpus=None, dtype="float32", mirror=False,
+                     fusion=True):
+    """train_cifar.py's configuration (a ``training.args.CifarConfig``) of a synthetic run
+    of this network."""
     import train_cifar
     argv = ["--num-layers", str(depth), "--batch-size", str(batch_size), "--benchmark",
             "--dtype", dtype] + (["--gpus", gpus] if gpus else [])
     argv += (["--mirror"] if mirror else []) + ([] if fusion else ["--no-fusion"])
     return train_cifar.parse_args(argv)
-
-
-def project_module(config, symbol, data_iter, contexts):
-    """A Module bound, initialised and with its optimizer, as ``training.loop.fit`` makes it
-    (``get_contexts`` has refused GPUs MXNet has no code for)."""
-    from training.devices import create_kvstore
-    from training.module import create_module
-    from training.schedule import StepSchedule
-    kv, _, _ = create_kvstore(config.kv_store)
-    return create_module(config, symbol, data_iter, contexts, kv, StepSchedule(config.lr))
 
 
 def cifar_iter(data_dir, batches, batch_size):
@@ -156,9 +148,10 @@ def time_loop(mod, data_iter, epoch):
     from training.monitor import Progress, RunningStats
     start_epoch(data_iter, epoch)
     stats = RunningStats()
-    progress = Progress(epoch + 1, count_batches(data_iter), DISP_BATCHES, interactive=False)
+    batches = count_batches(data_iter)
+    progress = Progress(epoch + 1, batches, DISP_BATCHES, interactive=False)
     tic = time.perf_counter()
-    train_epoch(mod, data_iter, stats, progress, DISP_BATCHES, lambda b: f"batch {b}")
+    train_epoch(mod, data_iter, stats, progress, DISP_BATCHES, lambda b: f"batch {b}", batches)
     stats.flush()
     mx.nd.waitall()
     return time.perf_counter() - tic
@@ -271,22 +264,22 @@ def bench_network(depth, opts, dtype, work_dir):
     """Time every mode of ResNet-``depth``; returns the record of its medians."""
     import symbols
     from symbols import fusion
-    from training.benchmark import SyntheticIter
+    from training.benchmark import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
-    args = project_args(depth, opts.batch_size, opts.gpus, dtype)
+    args = synthetic_config(depth, opts.batch_size, opts.gpus, dtype)
     symbol = build_symbol(args)
     batches = opts.batches or default_batches(depth)
     real = cifar_iter(opts.data_dir, batches, opts.batch_size)
     synthetic = SyntheticIter(10, (opts.batch_size, 3, 32, 32), batches)
     contexts = get_contexts(args.gpus, args.cpus)
-    mod = project_module(args, symbol, synthetic, contexts)
+    mod = synthetic_module(args, symbol, synthetic, contexts)
     timers = {"real": lambda r: time_loop(mod, real, r),
               "synthetic": lambda r: time_loop(mod, synthetic, r),
               "bare": lambda r: time_bare(mod, synthetic.batch, batches)}
     if fusion.can_fuse(contexts):  # the same bare loop without the BatchNorm-ReLU fusion
-        unfused = project_module(project_args(depth, opts.batch_size, dtype=dtype,
-                                              fusion=False), symbol, synthetic, contexts)
+        unfused_config = synthetic_config(depth, opts.batch_size, dtype=dtype, fusion=False)
+        unfused = synthetic_module(unfused_config, symbol, synthetic, contexts)
         timers["unfused"] = lambda r: time_bare(unfused, synthetic.batch, batches)
     device = None if opts.no_peer else torch_device(opts.gpus)
     if device is not None:
@@ -403,20 +396,20 @@ def rss_mib(field):
 
 def memory_child(depth, batch_size, framework, mirror, gpus):
     """Train one batch in this (fresh) process; print its peak memory as JSON."""
-    from training.benchmark import SyntheticIter, peak_memory
+    from training.benchmark import SyntheticIter, peak_memory, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
     baseline = rss_mib("VmRSS")
     if framework == "torch":
-        args = project_args(depth, batch_size)
+        args = synthetic_config(depth, batch_size)
         peer(depth, build_symbol(args), batch_size, torch_device(gpus))(1)
         result = {}
     else:
-        args = project_args(depth, batch_size, gpus, mirror=mirror,
+        args = synthetic_config(depth, batch_size, gpus, mirror=mirror,
                             fusion=framework != "unfused")
         data = SyntheticIter(10, (batch_size, 3, 32, 32), 1)
         contexts = get_contexts(args.gpus, args.cpus)
-        mod = project_module(args, build_symbol(args), data, contexts)
+        mod = synthetic_module(args, build_symbol(args), data, contexts)
         time_bare(mod, data.batch, 1)
         result = peak_memory(contexts) if gpus else {}
     result.update(baseline_rss_mib=baseline, peak_rss_mib=rss_mib("VmHWM"))
@@ -457,17 +450,11 @@ def memory_lines(opts):
 
 # -- the command --------------------------------------------------------------------------
 
-def ints(text):
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-
-
 def parse_args(argv=None):
     from common.cli import Parser
     p = Parser(prog="bench_train.py", description=__doc__.splitlines()[0])
-    p.add_argument("--depths", type=ints, default=[20, 56, 110, 164])
+    p.add_argument("--depths", type=int_list("--depths", minimum=1),
+                   default=[20, 56, 110, 164])
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5, help="figures are medians of these")
     p.add_argument("--batches", type=int, help="batches per timed run (default: ceil(80 / depth))")

@@ -1,6 +1,6 @@
 """Command-line plumbing shared by every entry point: one-line errors, non-zero exits,
 the switch that shows their tracebacks instead, the parser of the flags, and the parsers of
-an image shape, a yes/no flag and NAME=VALUE items."""
+an image shape, a list of integers, a yes/no flag and NAME=VALUE items."""
 import argparse
 import os
 import sys
@@ -41,6 +41,30 @@ def check_image_shape(shape):
     if len(values) != 3 or min(values) < 1:
         raise ValueError(f"image_shape must be channels,height,width, got {shape!r}")
     return values
+
+
+def parse_ints(text, what, minimum=None):
+    """``"32000,48000"`` -> [32000, 48000]; '' or None -> []; a one-line UsageError naming
+    ``what`` (a flag) for anything else, or for a value below ``minimum``."""
+    if text is None or str(text).strip() == "":
+        return []
+    try:
+        values = [int(v) for v in str(text).split(",")]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if minimum is not None and min(values) < minimum:
+        raise UsageError(f"{what} must be integers >= {minimum}, got {text!r}")
+    return values
+
+
+def int_list(what, minimum=None):
+    """An argparse ``type`` of comma-separated integers (``parse_ints``) for flag ``what``."""
+    def parse(text):
+        try:
+            return parse_ints(text, what, minimum)
+        except UsageError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
 
 
 def parse_yes_no(value, flag):

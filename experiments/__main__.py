@@ -7,6 +7,7 @@
     python3 -m experiments findings --data-dir cifar --out runs/findings [--quick]
     python3 -m experiments --list
 """
+import os
 import sys
 
 from common.cli import run_main
@@ -92,7 +93,8 @@ def main(argv=None):
         if args.launcher == "slurm":
             print(f"submitted; follow with: python3 -m experiments status {args.out}")
             return
-    print(open(f"{args.out}/table.md").read())
+    from training.rundir import TABLE_MD
+    print(open(os.path.join(args.out, TABLE_MD)).read())
     print("figure:", ", ".join(figure) or "none (no run has finished an epoch)")
     missing = sum(len(r["missing"]) for r in results)
     if missing and not args.report:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from common.cli import UsageError, name_values
-from training.rundir import (has_started, is_done, last_line, list_checkpoints, log_path,
+from training.rundir import (SLURM, has_started, is_done, last_line, list_checkpoints, log_path,
                              mark_done, read_launch, record_launch)
 
 LAUNCHERS = ("local", "slurm")
@@ -463,7 +463,7 @@ def submit_slurm(runs, args, log=print, folder=None):
         return []
     if folder is None:
         base = os.path.commonpath([os.path.abspath(d) for d, _ in runs])
-        folder = os.path.join(os.path.dirname(base) if len(runs) == 1 else base, "slurm")
+        folder = os.path.join(os.path.dirname(base) if len(runs) == 1 else base, SLURM)
     name = os.path.basename(os.path.dirname(os.path.abspath(folder))) or "runs"
     executor = slurm_executor(args, folder, name)
     for run_dir, _ in todo:

@@ -26,7 +26,8 @@ from common.files import read_json, write_json, write_text
 from experiments import findings as registry
 from experiments.runner import fmt, run_plan, train_command
 from training.recipe import CIFAR
-from training.rundir import is_done, read_metrics
+from training.rundir import (FINDINGS_FIGURES, FINDINGS_JSON, FINDINGS_MD, error_percent,
+                             finished_metrics)
 
 VALIDATION_IMAGES = 1000
 # --quick: the same findings on the smallest nets for one epoch, a plumbing check.
@@ -133,13 +134,13 @@ def training_runs(findings, out_dir, data_dir, scale, seeds=None):
 def training_numbers(path, protocol):
     """The metrics of a finished run's last epoch, or None before it finished; the
     evaluation error is ``test_error`` on a protocol on the test set, else ``val_error``."""
-    records = read_metrics(path) if is_done(path) else []
+    records = finished_metrics(path)
     if not records:
         return None
     last = records[-1]
     evaluated = "test" if protocol.test_set else "val"
-    return {"train_loss": last["train_loss"], "train_error": 100.0 * (1 - last["train_acc"]),
-            f"{evaluated}_error": 100.0 * (1 - last["val_acc"]),
+    return {"train_loss": last["train_loss"], "train_error": error_percent(last, "train_acc"),
+            f"{evaluated}_error": error_percent(last),
             f"{evaluated}_loss": last["val_loss"],
             "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in records)}
 
@@ -295,7 +296,7 @@ def finding_record(finding, out_dir, scale, seeds=None):
             "seeds_measured": {name: sorted(p) for name, p in measured.items()},
             "protocol": protocol_record(finding, scale),
             "numbers": {"rows": rows, "comparisons": comparisons},
-            "train_seconds": seconds, "figure": f"figures/{finding.id}.png",
+            "train_seconds": seconds, "figure": f"{FINDINGS_FIGURES}/{finding.id}.png",
             "quick": scale.quick}, measured
 
 
@@ -357,7 +358,7 @@ def markdown(records, quick=False):
 
 def draw(finding, out_dir, scale, measured):
     from plots.seeds import plot_seeded_profiles, plot_seeded_runs
-    prefix = os.path.join(out_dir, "figures", finding.id)
+    prefix = os.path.join(out_dir, FINDINGS_FIGURES, finding.id)
     title = f"{finding.id}: {finding.title}" + (" (QUICK RUN)" if scale.quick else "")
     groups = {row.name: [run_dir(out_dir, finding, row, scale, s) for s in sorted(
         measured[row.name])] for row in finding.rows}
@@ -400,8 +401,8 @@ def run_findings(data_dir, out_dir, only=None, seeds=None, quick=False, launch_a
             if any(measured.values()):
                 draw(finding, out_dir, scale, measured)
             records.append(record)
-        write_json(os.path.join(out_dir, "findings.json"), records)
-        write_text(os.path.join(out_dir, "findings.md"), markdown(records, quick))
+        write_json(os.path.join(out_dir, FINDINGS_JSON), records)
+        write_text(os.path.join(out_dir, FINDINGS_MD), markdown(records, quick))
         return records
 
     plan = {"findings": [f.id for f in selected], "seeds": seeds, "quick": quick}
@@ -459,4 +460,4 @@ def main(argv=None):
     records = run_findings(args.data_dir, args.out, only, args.seeds, args.quick, args)
     for r in records:
         print(f"{r['id']}: {r['verdict']}")
-    print(f"wrote {os.path.join(args.out, 'findings.md')}")
+    print(f"wrote {os.path.join(args.out, FINDINGS_MD)}")

@@ -8,16 +8,16 @@ The probe measures both norms on a real network and batch, using the zero Variab
 ``symbols.get_symbol(..., probe=True)`` adds at every unit input, and the batch's loss.
 """
 import argparse
-import ast
 import os
 import re
 
 import numpy as np
 
 import symbols
-from common.cli import UsageError, name_values, run_main
+from common.cli import UsageError, parse_ints, run_main
 from common.mx import mx
-from training.checkpoint import split_params
+from training.args import parse_shortcut_params
+from training.checkpoint import read_params
 from training.module import initializer
 
 PROBE = re.compile(r"^stage(\d+)_unit(\d+)_probe$")
@@ -30,22 +30,6 @@ def probe_units(symbol):
     if not units:
         raise ValueError("the symbol has no probe variables: build it with probe=True")
     return [f"stage{s}_unit{u}" for s, u in units]
-
-
-def load_params(path):
-    """(arg_params, aux_params) from a ``.params`` file saved by ``save_checkpoint``."""
-    if not os.path.isfile(path):
-        raise OSError(f"checkpoint not found: {path}")
-    try:
-        saved = mx.nd.load(path)
-    except Exception as err:  # MXNetError on a corrupt file
-        raise ValueError(f"{path}: not an MXNet parameter file") from err
-    if not isinstance(saved, dict):
-        raise ValueError(f"{path}: expected named parameters (arg:/aux:)")
-    arg, aux = split_params(saved)
-    if not arg:
-        raise ValueError(f"{path}: no 'arg:' parameters")
-    return arg, aux
 
 
 def init_params(symbol, data_shape, seed=0):
@@ -88,7 +72,7 @@ def gradient_flow(symbol, batch_data, batch_label, arg_params=None, aux_params=N
 
     ``symbol`` is built with ``probe=True``; ``batch_data`` (N, C, H, W) and
     ``batch_label`` (N,) are arrays. Parameters come from ``arg_params`` / ``aux_params``
-    (e.g. :func:`load_params`); those not given come from :func:`init_params` with
+    (e.g. ``training.checkpoint.read_params``); those not given come from :func:`init_params` with
     ``seed``. BatchNorm runs in training mode (batch statistics), as in training. Norms
     are L2 norms over the whole batch; the loss is SoftmaxOutput's (summed over the
     batch). Returns ``{'units': names, 'grad_norm': [...], 'signal_norm': [...],
@@ -219,13 +203,10 @@ def parse_variants(text):
         fields = item.strip().split(":")
         if len(fields) < 2 or not fields[0] or not fields[1]:
             raise UsageError(f"variant {item!r} is not UNIT:SHORTCUT[:NAME=VALUE...]")
-        params = {}
-        for setting in fields[2:]:
-            try:
-                [(key, value)] = name_values([setting], "--variants")
-                params[key] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):  # UsageError is a ValueError
-                raise UsageError(f"variant {item!r}: {setting!r} is not NAME=VALUE") from None
+        try:
+            params = parse_shortcut_params(fields[2:], "--variants")
+        except UsageError as err:
+            raise UsageError(f"variant {item!r}: {err}") from None
         variants.append((fields[0], fields[1], params))
     return variants
 
@@ -253,15 +234,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be positive")
-    widths = None
-    if args.widths:
-        try:
-            widths = tuple(int(w) for w in args.widths.split(","))
-        except ValueError:
-            raise UsageError(f"--widths must be integers such as 16,32,64, got {args.widths!r}")
+    widths = tuple(parse_ints(args.widths, "--widths", minimum=1)) or None
     data, label = (cifar_batch(args.data_dir, args.batch_size) if args.data_dir
                    else random_batch(args.batch_size, args.num_classes, args.seed))
-    checkpoint = load_params(args.checkpoint) if args.checkpoint else None
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    checkpoint = read_params(args.checkpoint) if args.checkpoint else None
     results = {}
     for unit, shortcut, params in parse_variants(args.variants):
         symbol = symbols.get_symbol(args.num_classes, args.num_layers, (3, 32, 32), unit=unit,

@@ -16,9 +16,15 @@ from dataclasses import dataclass, field
 from common.files import lock_dir
 from experiments.jobs import describe_status, launch, parse_launch_args
 from training.recipe import CIFAR
-from training.rundir import write_plan
+from training.rundir import RUNNER_LOCK, SLURM, write_plan
 
-RUNNER_LOCK = ".runner.lock"  # OUT/.runner.lock, held while an experiment runs
+
+
+def branch_of(num_layers, bottleneck=None):
+    """'bottleneck' or 'basic': the branch of the CIFAR net of ``num_layers`` layers that
+    ``symbols`` builds (``bottleneck`` None: its choice by depth)."""
+    from symbols.resnet import cifar_layout  # imports MXNet: only where a branch is asked
+    return cifar_layout(num_layers, bottleneck)[0]
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,7 @@ class Row:
     @property
     def branch(self):
         """'bottleneck' or 'basic', as ``symbols`` chooses it for this row."""
-        if self.bottleneck is None:
-            deep = self.num_layers >= 164 and (self.num_layers - 2) % 9 == 0
-            return "bottleneck" if deep else "basic"
-        return "bottleneck" if self.bottleneck else "basic"
+        return branch_of(self.num_layers, self.bottleneck)
 
     def flags(self, depth=None):
         """The model flags of ``train_cifar`` for this row (at ``depth`` layers if given)."""
@@ -84,7 +87,7 @@ def run_plan(out_dir, plan, runs, launch_args=None, log=print, warning=None, bef
         if before is not None:
             before()
         failures = launch(runs, launch_args or parse_launch_args(), log,
-                          slurm_folder=os.path.join(out_dir, "slurm"))
+                          slurm_folder=os.path.join(out_dir, SLURM))
         for f in failures:
             log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
         return failures if report is None else report()

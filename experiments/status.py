@@ -12,8 +12,8 @@ import os
 import statistics
 
 from experiments.jobs import describe_status, run_state, slurm_states
-from training.rundir import (CONFIG, DONE, LAUNCH, METRICS, read_config, read_launch,
-                             read_metrics, read_plan)
+from training.rundir import (CONFIG, DONE, LAUNCH, METRICS, error_percent, read_config,
+                             read_launch, read_metrics, read_plan)
 
 RUN_FILES = (DONE, LAUNCH, CONFIG, METRICS)
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def run_status(out_dir, run_dir, slurm=None):
     row = os.path.relpath(os.path.dirname(os.path.abspath(run_dir)), os.path.abspath(out_dir))
     return {"row": row, "repeat": os.path.basename(os.path.normpath(run_dir)),
             "run_dir": run_dir, "state": state, "epochs": len(records), "planned": planned,
-            "val_error": 100.0 * (1.0 - last["val_acc"]) if "val_acc" in last else None,
+            "val_error": error_percent(last),
             "images_per_sec": last.get("samples_per_sec"), "eta_seconds": eta, "job": job,
             "failure": (describe_status(info["exit_status"]), info.get("last_line", ""))
             if state == "failed" and "exit_status" in info else None}

@@ -13,9 +13,10 @@ import statistics
 from collections import namedtuple
 
 from common.files import write_text
-from experiments.runner import Row, fmt, run_plan, train_command
+from experiments.runner import Row, branch_of, fmt, run_plan, train_command
 from training.recipe import CIFAR
-from training.rundir import is_done, read_metrics, read_plan
+from training.rundir import (TABLE_CSV, TABLE_FIGURE, TABLE_MD, error_percent,
+                             finished_metrics, is_done, read_metrics, read_plan)
 
 FAIL = "fail"
 FAIL_THRESHOLD = 20.0
@@ -30,9 +31,11 @@ def table(*entries):
 
 def entry(name, paper_error, num_layers=110, unit="original", shortcut="identity",
           dataset="cifar10", **params):
-    """A row of the paper (bottleneck units from 164 layers on) and its error."""
-    return Row(name, num_layers, unit, shortcut, params,
-               bottleneck=True if num_layers >= 164 else None, dataset=dataset), paper_error
+    """A row of the paper and its error; its bottleneck units (from 164 layers on) are
+    asked for by name."""
+    bottleneck = True if branch_of(num_layers) == "bottleneck" else None
+    return Row(name, num_layers, unit, shortcut, params, bottleneck=bottleneck,
+               dataset=dataset), paper_error
 
 
 TABLES = {
@@ -118,15 +121,15 @@ def table_runs(out_dir, data_dir, rows, repeats, budget=None, budget_examples=No
 
 
 def final_error(run_dir):
-    """Test error (%) at the end of a run, or None before its first epoch."""
-    records = read_metrics(run_dir)
-    return None if not records else 100.0 * (1.0 - records[-1]["val_acc"])
+    """Test error (%) at the end of a finished run, or None before it finished."""
+    records = finished_metrics(run_dir)
+    return error_percent(records[-1]) if records else None
 
 
 def row_result(row, paper_error, dirs):
     """Summary of a row's finished repeats: median, mean, spread, paper, difference, and
     the repeats still missing (not done)."""
-    errors = [e for e in (final_error(d) for d in dirs if is_done(d)) if e is not None]
+    errors = [e for e in map(final_error, dirs) if e is not None]
     median = statistics.median(errors) if errors else None
     if paper_error == FAIL:
         difference = None if median is None else \
@@ -179,13 +182,13 @@ def summarize(name, rows, out_dir, repeats, budget=None):
     title = f"{name}, CIFAR test error, median of {repeats} run(s)"
     if budget is not None:
         title += f" - {BUDGET_WARNING}"
-    write_text(os.path.join(out_dir, "table.md"), markdown_table(results, title))
-    write_text(os.path.join(out_dir, "table.csv"), csv_table(results))
+    write_text(os.path.join(out_dir, TABLE_MD), markdown_table(results, title))
+    write_text(os.path.join(out_dir, TABLE_CSV), csv_table(results))
     started = [(row_label(r, budget), d) for r in rows
                for d in run_dirs(out_dir, r, repeats)[:1] if read_metrics(d)]
     figure = []
     if started:
-        figure = plot_runs([d for _, d in started], os.path.join(out_dir, "figure"),
+        figure = plot_runs([d for _, d in started], os.path.join(out_dir, TABLE_FIGURE),
                            x="iteration", labels=[label for label, _ in started],
                            title=f"{name}{' (budget run, not comparable)' if budget else ''}")
     return results, figure

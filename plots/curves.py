@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from common.files import atomic_path
-from plots.runs import error_percent, evaluated_set, run_label
-from training.rundir import read_metrics
+from plots.runs import evaluated_set, run_label
+from training.rundir import error_percent, read_metrics
 
 X_AXES = {"epoch": "Epochs", "iteration": "Iterations"}
 

@@ -1,5 +1,5 @@
-"""What the figures and tables say of a run: its label and its error. The files are read
-through ``training.rundir``, the one owner of the run folder."""
+"""What the figures and tables say of a run: its label and what its error measures. The
+files are read through ``training.rundir``, the one owner of the run folder."""
 import os
 
 from training.rundir import read_config
@@ -31,10 +31,3 @@ def evaluated_set(run_dirs):
         held_out = imagenet or config.get("validation_split") or config.get("validation_images")
         names.add("validation" if held_out else "test")
     return names.pop() if len(names) == 1 else "held-out"
-
-
-def error_percent(record, key="val_acc"):
-    """Error in percent from a record's accuracy ``key`` (test accuracy by default), or
-    None if not recorded."""
-    acc = record.get(key)
-    return None if acc is None else 100.0 * (1.0 - float(acc))

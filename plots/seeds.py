@@ -8,20 +8,24 @@ from matplotlib.lines import Line2D
 
 from plots.curves import save_figure
 from plots.runs import evaluated_set
-from training.rundir import read_metrics
+from training.rundir import error_percent, read_metrics
 
 TRAIN_KEYS = {"train_loss": "Training loss", "train_error": "Training error (%)"}
 
 
 def _curve(records, key):
-    """(iterations, values) of ``key`` in the records; errors in %."""
+    """(iterations, values) of ``key`` in the records; errors (``train_error``, and
+    ``val_acc`` as an error) in %."""
     xs, ys = [], []
     for r in records:
-        value = r.get("train_acc" if key == "train_error" else key)
+        if key in ("train_error", "val_acc"):
+            value = error_percent(r, "train_acc" if key == "train_error" else key)
+        else:
+            value = r.get(key)
         if value is None:
             continue
         xs.append(r["iteration"])
-        ys.append(100.0 * (1.0 - value) if key in ("train_error", "val_acc") else value)
+        ys.append(value)
     return np.asarray(xs), np.asarray(ys)
 
 

@@ -1,13 +1,15 @@
-"""common/cli.py: one-line errors and exits, the flags' parsers of an image shape, a
-yes/no and NAME=VALUE items, and MXNet's messages cut to the line that says what failed."""
-import pytest
-
+"""common/cli.py: one-line errors and exits, the switch that shows their tracebacks, the
+flags' parsers of an image shape, a list of integers, a yes/no and NAME=VALUE items, and
+MXNet's messages cut to the line that says what failed."""
 import os
 import subprocess
 import sys
 
-from common.cli import (TRACEBACK, Parser, UsageError, check_image_shape, mxnet_message,
-                        name_values, parse_image_shape, parse_yes_no, run_main)
+import pytest
+
+from common.cli import (TRACEBACK, Parser, UsageError, check_image_shape, int_list,
+                        mxnet_message, name_values, parse_image_shape, parse_ints,
+                        parse_yes_no, run_main)
 from train_support import ROOT
 
 HINT = f" ({TRACEBACK}=1 shows the traceback)"
@@ -122,3 +124,15 @@ def test_a_failing_command_names_the_switch_and_the_switch_shows_the_traceback()
     assert loud.stderr.startswith("Traceback (most recent call last):")
     assert 'experiments/status.py", line' in loud.stderr  # the frame that raised it
     assert loud.stderr.splitlines()[-1] == "FileNotFoundError: no folder no/such/folder"
+
+
+def test_integer_lists():
+    assert parse_ints("30,60", "x") == [30, 60]
+    assert parse_ints("", "x") == [] == parse_ints(None, "x")
+    with pytest.raises(UsageError, match="--lr-step-epochs must be comma-separated integers"):
+        parse_ints("3,x", "--lr-step-epochs")
+    with pytest.raises(UsageError, match=r"--depths must be integers >= 1, got '20,0'"):
+        parse_ints("20,0", "--depths", minimum=1)
+    parser = Parser(prog="tool")
+    parser.add_argument("--depths", type=int_list("--depths", minimum=1))
+    assert parser.parse_args(["--depths", "20,56"]).depths == [20, 56]

@@ -11,7 +11,7 @@ import symbols
 from experiments import measure_findings
 from experiments.findings import (FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED,
                                   get_findings)
-from experiments.runner import RUNNER_LOCK
+from training.rundir import RUNNER_LOCK
 from tests.experiments_support import (PAPER_PARAMS, identity_params, row_network,
                                        shortcut_params)
 from train_support import run_script, small_cifar

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from experiments import runner, tables
+from experiments import tables
 from experiments.tables import FAIL, TABLES
 from tests.experiments_support import (PAPER_PARAMS, identity_params, row_network,
                                        shortcut_params)
-from training.rundir import is_done, read_metrics
+from training.rundir import RUNNER_LOCK, is_done, read_metrics
 
 ALL = [(name, r) for name, t in TABLES.items() for r in t.rows]
 
@@ -143,7 +143,7 @@ def test_a_table_folder_in_use_by_another_runner_is_refused(small_cifar, tmp_pat
     from common.files import FolderLockedError
     from tests.train_support import hold_in_child
     out = tmp_path / "table2"
-    holder = hold_in_child(out, runner.RUNNER_LOCK)
+    holder = hold_in_child(out, RUNNER_LOCK)
     try:
         with pytest.raises(FolderLockedError, match=f"{out} is in use by process {holder.pid}"):
             tables.run_table("table2", str(out), small_cifar, ROWS, budget=4,
@@ -151,7 +151,7 @@ def test_a_table_folder_in_use_by_another_runner_is_refused(small_cifar, tmp_pat
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    assert os.listdir(out) == [runner.RUNNER_LOCK]  # no plan, no run started
+    assert os.listdir(out) == [RUNNER_LOCK]  # no plan, no run started
 
 
 def test_a_corrupt_plan_is_named_by_the_report(tmp_path):

@@ -10,14 +10,15 @@ kvstore resolved. The rest of ``training`` sees the flags only in that form.
 ``parse_cifar_args`` and ``parse_imagenet_args`` do all of it for the two scripts, so a
 run's flags can be checked without starting it.
 """
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from common.cli import Parser, UsageError, name_values, parse_image_shape, parse_yes_no
+from common.cli import (Parser, UsageError, name_values, parse_image_shape, parse_ints,
+                        parse_yes_no)
 from common.cpu import check_dtype
 from training.recipe import CIFAR, IMAGENET
-from training.schedule import parse_ints
 
 OPTIMIZERS = ("nag", "sgd")
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
@@ -184,10 +185,11 @@ def add_imagenet_data_args(parser):
     return g
 
 
-def parse_shortcut_params(items):
-    """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}."""
+def parse_shortcut_params(items, flag="--shortcut-param"):
+    """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}: true
+    and false in any case, numbers as floats; a one-line UsageError naming ``flag``."""
     params = {}
-    for name, value in name_values(items, "--shortcut-param"):
+    for name, value in name_values(items, flag):
         low = value.strip().lower()
         if low in ("true", "false"):
             params[name] = low == "true"
@@ -195,7 +197,7 @@ def parse_shortcut_params(items):
             try:
                 params[name] = float(value)
             except ValueError:
-                raise UsageError(f"--shortcut-param {name}: {value!r} is not a number") from None
+                raise UsageError(f"{flag} {name}: {value!r} is not a number") from None
     return params
 
 
@@ -216,10 +218,7 @@ def parse_steps(text, flag):
     -> ()."""
     if isinstance(text, (list, tuple)):
         return tuple(int(i) for i in text)
-    try:
-        return tuple(parse_ints(text, flag))
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    return tuple(parse_ints(text, flag))
 
 
 def check_num_classes(num_classes, labels, source, data_classes=None):
@@ -266,7 +265,8 @@ def check_args(args, config_class=TrainConfig):
         raise UsageError("give either --gpus or --cpus, not both")
     if args.cpus is not None and args.cpus < 1:
         raise UsageError(f"--cpus must be >= 1, got {args.cpus}")
-    check_dtype(args.dtype, parse_gpus(args.gpus))
+    values = typed_values(vars(args))
+    check_dtype(args.dtype, values["gpus"])
     if not args.benchmark:
         if not args.data_dir:
             raise UsageError("--data-dir is required (or --benchmark for synthetic data)")
@@ -274,7 +274,6 @@ def check_args(args, config_class=TrainConfig):
             raise UsageError("--output-dir is required")
     if (args.resume or args.load_epoch is not None or args.export) and not args.output_dir:
         raise UsageError("--resume, --load-epoch and --export need --output-dir")
-    values = typed_values(vars(args))
     values["kv_store"] = args.kv_store or ("device" if values["gpus"] else "local")
     return config_class(**values)
 
@@ -326,8 +325,6 @@ def parse_cifar_args(argv=None, prog="train_cifar.py"):
     ``CifarConfig``. ``--num-classes`` defaults to the data set's; only --benchmark runs
     take images other than 3,32,32."""
     args = cifar_parser(prog).parse_args(argv)
-    if args.num_classes is None:
-        args.num_classes = CIFAR_CLASSES[args.dataset]
     config = check_args(args, CifarConfig)
     if not config.benchmark and config.image_shape != (3, 32, 32):
         raise UsageError(f"--image-shape {args.image_shape}: CIFAR images are 3,32,32 "
@@ -335,6 +332,8 @@ def parse_cifar_args(argv=None, prog="train_cifar.py"):
     return config
 
 
+    if config.num_classes is None:
+        config = dataclasses.replace(config, num_classes=CIFAR_CLASSES[config.dataset])
 def imagenet_parser(prog="train_imagenet.py"):
     """The parser of train_imagenet.py's flags, with the ImageNet recipe's defaults
     (224x224 crops, 1000 classes, top-5)."""

@@ -48,14 +48,21 @@ def peak_memory(contexts):
     return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def synthetic_module(config, symbol, data, contexts):
+    """A Module of ``symbol`` bound to ``data`` on ``contexts``, initialised, with the
+    optimizer of ``config`` (a ``training.args.TrainConfig``) at its constant learning
+    rate, over ``config``'s kvstore: what ``benchmark`` trains."""
+    kv, _, _ = create_kvstore(config.kv_store)
+    return create_module(config, symbol, data, contexts, kv, StepSchedule(config.lr))
+
+
 def benchmark(config, symbol, contexts, warmup_batches=2):
     """Train ``symbol`` on ``contexts`` with synthetic data of the batch size, image shape
     and number of batches of ``config`` (a ``training.args.TrainConfig``); returns and
     prints images/s and peak memory."""
     shape = (config.batch_size,) + config.image_shape
     data = SyntheticIter(config.num_classes, shape, config.benchmark_batches + warmup_batches)
-    kv, _, _ = create_kvstore(config.kv_store)
-    mod = create_module(config, symbol, data, contexts, kv, StepSchedule(config.lr))
+    mod = synthetic_module(config, symbol, data, contexts)
     stats = RunningStats()
     for i, batch in enumerate(data):
         if i == warmup_batches:

@@ -71,7 +71,12 @@ def split_params(params):
 
 def load_params(run_dir, manifest):
     """(arg_params, aux_params) of a checkpoint; ValueError when the file is unreadable."""
-    path = os.path.join(run_dir, manifest["files"]["params"])
+    return read_params(os.path.join(run_dir, manifest["files"]["params"]))
+
+
+def read_params(path):
+    """(arg_params, aux_params) of a ``.params`` file in MXNet's checkpoint layout
+    (``join_params``); ValueError when it is unreadable or holds no arg: parameters."""
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:

@@ -14,7 +14,10 @@ A run directory holds
   ``launch.json`` (how it was launched and where it stands) and ``done.json`` (written
   once the training exited with status 0).
 
-An experiment folder (a table, the findings) holds its runs and ``plan.json``.
+An experiment folder (a table, the findings) holds its runs, ``plan.json``, the lock of
+its runner ``.runner.lock``, submitit's files under ``slurm/``, and what it makes of its
+finished runs: ``table.md``, ``table.csv`` and ``figure.png|pdf`` (a table), or
+``findings.json``, ``findings.md`` and ``figures/`` (the findings).
 """
 import contextlib
 import glob
@@ -35,6 +38,10 @@ LOG = "train.log"
 LAUNCH = "launch.json"
 DONE = "done.json"
 PLAN = "plan.json"
+RUNNER_LOCK = ".runner.lock"  # held while an experiment's runner runs
+SLURM = "slurm"  # submitit's files
+TABLE_MD, TABLE_CSV, TABLE_FIGURE = "table.md", "table.csv", "figure"
+FINDINGS_JSON, FINDINGS_MD, FINDINGS_FIGURES = "findings.json", "findings.md", "figures"
 log = logging.getLogger(__name__)
 _warned = set()  # (file, line) pairs already reported: a figure and a table read a run twice
 
@@ -88,6 +95,19 @@ def read_metrics(run_dir, required=False):
     if required and not records:
         raise ValueError(f"{path}: no complete epoch recorded yet")
     return records
+
+
+def error_percent(record, key="val_acc"):
+    """Error in percent from an epoch record's accuracy ``key`` (the evaluated images'
+    by default), or None where the record has none."""
+    acc = record.get(key)
+    return None if acc is None else 100.0 * (1.0 - float(acc))
+
+
+def finished_metrics(run_dir):
+    """The epoch records of a run that has finished (``done.json``), [] before: what an
+    experiment reads of its runs' results."""
+    return read_metrics(run_dir) if is_done(run_dir) else []
 
 
 def write_metrics(run_dir, records):

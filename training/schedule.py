@@ -2,8 +2,9 @@
 
 The papers state their schedules in iterations (CIFAR: 0.1, /10 at 32k and 48k, stop at
 64k, 2015 paper Sec. 4.2) or in epochs (ImageNet: /10 at epochs 30 and 60). ``plan``
-turns either form into iterations once the number of batches per epoch is known;
-``parse_ints`` reads the steps' flags.
+turns either form into iterations once the number of batches per epoch is known. The
+papers' values are in ``training.recipe``; a schedule without steps or warm-up keeps
+``base_lr`` throughout.
 """
 import math
 from bisect import bisect_right
@@ -20,7 +21,7 @@ class StepSchedule:
     servers can unpickle it while MXNet is still being imported.
     """
 
-    def __init__(self, base_lr, steps=(), factor=0.1, warmup_iters=0, warmup_lr=0.01,
+    def __init__(self, base_lr, steps=(), factor=1.0, warmup_iters=0, warmup_lr=None,
                  updates_per_iter=1):
         self.base_lr = base_lr
         steps = [int(s) for s in steps]
@@ -30,6 +31,8 @@ class StepSchedule:
             raise ValueError(f"lr factor must be in (0, 1], got {factor}")
         if warmup_iters < 0:
             raise ValueError(f"warm-up iterations must be >= 0, got {warmup_iters}")
+        if warmup_iters and warmup_lr is None:
+            raise ValueError("a warm-up needs its learning rate")
         self.steps, self.factor = steps, factor
         self.warmup_iters, self.warmup_lr = int(warmup_iters), warmup_lr
         self.updates_per_iter = max(1, int(updates_per_iter))
@@ -44,22 +47,12 @@ class StepSchedule:
         return self.lr(max(0, num_update - 1) // self.updates_per_iter)
 
 
-def parse_ints(text, what):
-    """``"32000,48000"`` -> [32000, 48000]; '' or None -> []."""
-    if text is None or str(text).strip() == "":
-        return []
-    try:
-        return [int(v) for v in str(text).split(",")]
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
 def plan(batches_per_epoch, num_epochs=None, num_iters=None, lr_step_epochs=(),
          lr_step_iters=()):
     """(number of epochs, lr steps in iterations, iterations) of a run.
 
     Epoch settings win over iteration settings when both are given; the steps are
-    sequences of ints (``training.args`` parses the flags' text with ``parse_ints``). A
+    sequences of ints (``training.args`` parses the flags' text). A
     length in iterations ends inside the last epoch where it is not a whole number of
     epochs (64k iterations of 390 batches: 164 whole epochs and 40 batches of a 165th).
     """
