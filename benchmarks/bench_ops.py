@@ -53,14 +53,36 @@ def row_name(kind, prop):
     return "other (pooling, softmax)"
 
 
+def exec_fields(line):
+    """(kind, prop, memory descriptors, problem, ms, start ms or None) of one of oneDNN's
+    ``exec`` lines, else None. Reads oneDNN 2's ``dnnl_verbose,exec,cpu,...`` (MXNet) and
+    oneDNN 3's ``onednn_verbose,v1,primitive,exec,cpu,...`` (PyTorch); the start is the
+    wall-clock time in ms that ``DNNL_VERBOSE_TIMESTAMP=1`` (``ONEDNN_...``) puts before
+    ``exec``."""
+    fields = line.strip().split(",")
+    if not fields[0].endswith("_verbose") or "exec" not in fields[1:5]:
+        return None
+    at = fields.index("exec", 1)
+    if len(fields) < at + 7:
+        return None
+    start = None
+    for field in fields[1:at]:
+        try:
+            start = float(field)
+        except ValueError:
+            continue
+    return (fields[at + 2], fields[at + 4], fields[at + 5], fields[-2], float(fields[-1]),
+            start)
+
+
 def parse_verbose(lines):
     """{row: [ms, FLOP, calls]} summed over oneDNN's ``exec`` lines."""
     rows = {}
     for line in lines:
-        fields = line.strip().split(",")
-        if len(fields) < 8 or not fields[0].endswith("_verbose") or fields[1] != "exec":
+        fields = exec_fields(line)
+        if fields is None:
             continue
-        kind, prop, problem, ms = fields[3], fields[5], fields[-2], float(fields[-1])
+        kind, prop, _, problem, ms, _ = fields
         row = rows.setdefault(row_name(kind, prop), [0.0, 0, 0])
         row[0] += ms
         row[1] += primitive_flop(kind, problem)
