@@ -3,11 +3,20 @@
     python3 train_imagenet.py --data-dir imagenet --num-layers 50 --gpus 0,1,2,3 --output-dir runs/r50
 
 Defaults (He et al. 2015, Sec. 3.4): SGD with momentum 0.9, weight decay 1e-4, batch 256,
-lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs, top-1 and top-5 accuracy. --data-dir
-holds train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
+lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs, top-1 and top-5 accuracy, the scale
+augmentation (``--augmentation inception`` for random-resized crops). --data-dir holds
+train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
 """
+import logging
+import os
+
+import numpy as np
+
 from common.cli import run_main
+from common.files import atomic_path
 from training.args import check_num_classes, parse_imagenet_args
+
+MEAN_IMAGE = "mean_image.npy"  # in the run directory: the per-pixel mean of 'scale'
 
 
 def parse_args(argv=None):
@@ -18,21 +27,44 @@ def parse_args(argv=None):
 def imagenet_data(config, num_parts, part_index):
     """Training and validation iterators, and what inference needs to preprocess images
     as evaluation did (for config.json); --num-classes is checked against the labels of
-    the im2rec lists beside the records, where there are any."""
+    the im2rec lists beside the records, where there are any. The 'scale' augmentation's
+    per-pixel mean is computed once and kept in the run directory."""
     import data
-    from data.imagenet import RESIZE_RATIO, RGB_MEAN, RGB_STD, list_labels
+    from data.imagenet import AUGMENTATIONS, RESIZE_RATIO, RGB_MEAN, RGB_STD, list_labels
     labels, lists = list_labels(config.data_dir)
     if labels is not None:
         check_num_classes(config.num_classes, labels, " and ".join(lists))
+    _, height, _ = config.image_shape
+    pre = {"image_shape": list(config.image_shape), "resize": round(height * RESIZE_RATIO),
+           "crop": height, "mean": list(RGB_MEAN), "std": list(RGB_STD)}
+    mean_image = None
+    if AUGMENTATIONS[config.augmentation][1] == "pixel_mean":
+        mean_image = run_pixel_mean(config)
+        pre.update(mean=[round(float(v), 3) for v in mean_image.mean(axis=(1, 2))],
+                   std=[1.0, 1.0, 1.0], mean_image=MEAN_IMAGE)
     train, val = data.get_imagenet_iters(config.data_dir, config.batch_size,
                                          config.data_nthreads, num_parts=num_parts,
                                          part_index=part_index, image_shape=config.image_shape,
-                                         seed=config.seed)
-    _, height, _ = config.image_shape
-    meta = {"preprocess": {"image_shape": list(config.image_shape),
-                           "resize": round(height * RESIZE_RATIO), "crop": height,
-                           "mean": list(RGB_MEAN), "std": list(RGB_STD)}}
-    return train, val, meta
+                                         seed=config.seed, augmentation=config.augmentation,
+                                         mean_image=mean_image)
+    return train, val, {"preprocess": pre}
+
+
+def run_pixel_mean(config):
+    """The per-pixel mean of the training crops: on --resume or --load-epoch, read from
+    the run directory's MEAN_IMAGE that the run's first start wrote; else computed and
+    written there."""
+    from data.imagenet import pixel_mean, rec_paths
+    path = os.path.join(config.output_dir, MEAN_IMAGE)
+    if (config.resume or config.load_epoch is not None) and os.path.isfile(path):
+        mean = np.load(path)
+        if mean.shape == tuple(config.image_shape):
+            return mean
+    logging.info("computing the per-pixel mean of the training images into %s", path)
+    mean = pixel_mean(rec_paths(config.data_dir)[0], config.image_shape, config.data_nthreads)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, mean)
+    return mean
 
 
 def main(argv=None):

@@ -16,12 +16,12 @@ from .synthetic import make_synthetic_cifar
 MXNET_NAMES = {"CifarIter": "iterator", "count_batches": "iterator",
                "pad_crop_flip": "iterator", "start_epoch": "iterator",
                "get_cifar_iters": "loaders", "get_imagenet_iters": "imagenet",
-               "pack_imagenet": "imagenet"}
+               "pack_imagenet": "imagenet", "pixel_mean": "imagenet"}
 
-__all__ = ["LAYOUTS", "CifarIter", "cifar_class_names", "cifar_folder", "cifar_mean_std",
-           "count_batches", "download_cifar", "get_cifar_iters", "get_imagenet_iters",
-           "load_batch", "load_cifar", "make_cifar_sample", "make_synthetic_cifar",
-           "normalize", "pack_imagenet", "pad_crop_flip", "read_pickle", "start_epoch",
+__all__ = ["cifar_class_names", "cifar_folder", "cifar_mean_std", "CifarIter", "count_batches",
+           "download_cifar", "get_cifar_iters", "get_imagenet_iters", "LAYOUTS", "load_batch",
+           "load_cifar", "make_cifar_sample", "make_synthetic_cifar", "normalize",
+           "pack_imagenet", "pad_crop_flip", "pixel_mean", "read_pickle", "start_epoch",
            "stratified_split", "train_val_split"]
 
 

@@ -52,9 +52,10 @@ def main(argv=None):
         print(data.make_synthetic_cifar(args.root, args.dataset, args.train_per_batch,
                                         args.test_size, args.seed))
     else:
-        paths = data.pack_imagenet(args.image_folder, args.prefix, args.resize, args.quality,
-                                   args.shuffle, args.seed)
-        print("wrote " + ", ".join(paths))
+        packed = data.pack_imagenet(args.image_folder, args.prefix, args.resize,
+                                    args.quality, args.shuffle, args.seed)
+        print(packed.summary())
+        print("wrote " + ", ".join(packed.paths))
 
 
 if __name__ == "__main__":

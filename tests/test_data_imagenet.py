@@ -60,25 +60,31 @@ def test_pack_writes_im2rec_list_and_records(image_folder, recs):
 
 def test_pack_resize_reencodes(image_folder, tmp_path):
     _, rec, _ = data.pack_imagenet(image_folder, str(tmp_path / "small"), resize=32,
-                                   progress=False)
+                                   progress=False).paths
     assert os.path.basename(rec) == "small.rec"
     header, payload = read_records(str(tmp_path / "small"))[0]
     assert Image.open(io.BytesIO(payload)).size == (40, 32)
     assert sorted(os.listdir(tmp_path)) == ["small.idx", "small.lst", "small.rec"]
 
 
-def reference_val(path, crop=224, short=256):
-    """Shorter side to 256, centre 224x224, normalised: the validation transform with PIL."""
+def reference_crop(path, crop=224, short=256):
+    """Shorter side to 256, centre 224x224, in pixels (C, H, W): evaluation's crop, with PIL."""
     picture = Image.open(path).convert("RGB")
     w, h = picture.size
     picture = picture.resize((round(w * short / h), short), Image.BILINEAR)
     left, top = (picture.width - crop) // 2, (picture.height - crop) // 2
-    x = np.asarray(picture.crop((left, top, left + crop, top + crop)), np.float32)
-    return ((x - RGB_MEAN) / RGB_STD).transpose(2, 0, 1)
+    return np.asarray(picture.crop((left, top, left + crop, top + crop)), np.float32).transpose(2, 0, 1)
+
+
+def reference_val(path, crop=224, short=256):
+    """``reference_crop`` normalised with the ImageNet mean and std."""
+    x = reference_crop(path, crop, short)
+    return (x - np.reshape(RGB_MEAN, (3, 1, 1))) / np.reshape(RGB_STD, (3, 1, 1))
 
 
 def test_validation_is_resize_and_centre_crop(image_folder, recs):
-    _, val = data.get_imagenet_iters(recs, batch_size=5, data_nthreads=2)
+    _, val = data.get_imagenet_iters(recs, batch_size=5, data_nthreads=2,
+                                     augmentation="inception")
     passes = []
     for _ in range(2):
         batches = list(val)
@@ -96,8 +102,36 @@ def test_validation_is_resize_and_centre_crop(image_folder, recs):
         assert np.abs(got - want[::-1]).mean() > 0.1  # but the channels are RGB, not BGR
 
 
+def test_pixel_mean_is_the_mean_of_the_evaluation_crops(image_folder, recs):
+    mean = data.pixel_mean(os.path.join(recs, "val.rec"), (3, 56, 56), data_nthreads=2,
+                           batch_size=5)
+    lines = open(os.path.join(recs, "val.lst")).read().splitlines()
+    want = np.mean([reference_crop(os.path.join(image_folder, line.split("\t")[2]), 56, 64)
+                    for line in lines], axis=0)
+    assert mean.shape == (3, 56, 56) and mean.dtype == np.float32
+    assert np.abs(mean - want).mean() < 2.0        # decoders and resamplers differ a bit
+    assert np.abs(mean - want[::-1]).mean() > 5.0  # RGB, not BGR
+
+
+def test_scale_augmentation_subtracts_the_pixel_mean(recs):
+    mean = data.pixel_mean(os.path.join(recs, "train.rec"), (3, 56, 56), data_nthreads=2)
+    with pytest.raises(ValueError, match="needs the per-pixel mean of the 3x56x56 crops"):
+        data.get_imagenet_iters(recs, batch_size=4, image_shape=(3, 56, 56))
+    train, val = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=2,
+                                         image_shape=(3, 56, 56), mean_image=mean)
+    x = np.concatenate([b.data[0].asnumpy()[:4 - b.pad] for b in val])
+    assert np.abs(x.mean(axis=0)).max() < 1.0  # the mean of the crops is the mean image
+    epochs = []
+    for epoch in (0, 1, 0):
+        data.start_epoch(train, epoch)
+        epochs.append(np.concatenate([b.data[0].asnumpy() for b in train]))
+    assert np.array_equal(epochs[0], epochs[2]) and not np.array_equal(epochs[0], epochs[1])
+    assert np.isfinite(epochs[0]).all() and 20 < epochs[0].std() < 120  # pixels, not unit std
+
+
 def test_training_augmentation(recs):
-    train, _ = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=2, seed=1)
+    train, _ = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=2, seed=1,
+                                       augmentation="inception")
     assert train.provide_data[0].shape == (4, 3, 224, 224)
     epochs = []
     for _ in range(2):
@@ -116,7 +150,7 @@ def test_float16_and_parts(recs):
     for part in range(2):
         train, val = data.get_imagenet_iters(recs, batch_size=4, data_nthreads=1,
                                              num_parts=2, part_index=part, dtype="float16",
-                                             image_shape=(3, 64, 64))
+                                             image_shape=(3, 64, 64), augmentation="inception")
         assert len(list(train)) == 1   # 12 images, 2 parts, 4 per batch: 6 // 4
         for b in val:
             assert b.data[0].dtype == np.float16 and b.data[0].shape == (4, 3, 64, 64)
@@ -133,15 +167,52 @@ def test_errors(image_folder, recs, tmp_path):
     with pytest.raises(ValueError, match="image_shape must be channels,height,width"):
         data.get_imagenet_iters(recs, batch_size=4, image_shape="3,224,224")
     with pytest.raises(ValueError, match="too few images for one batch"):
-        data.get_imagenet_iters(recs, batch_size=64)
+        data.get_imagenet_iters(recs, batch_size=64, augmentation="inception")
     with pytest.raises(ValueError, match="no class sub-folders"):
         data.pack_imagenet(str(tmp_path), str(tmp_path / "x"))
     bad = tmp_path / "bad" / "class0"
     bad.mkdir(parents=True)
     (bad / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg: not a readable image"):
+    with pytest.raises(ValueError, match="none of its 1 image files could be read"):
         data.pack_imagenet(str(tmp_path / "bad"), str(tmp_path / "bad"), progress=False)
     assert not any(name.startswith("bad.") for name in os.listdir(tmp_path))
+    with pytest.raises(ValueError, match="unknown augmentation 'alexnet'; valid: scale, inception"):
+        data.get_imagenet_iters(recs, batch_size=4, augmentation="alexnet")
+
+
+def test_pack_converts_what_the_decoder_may_misread_and_skips_what_is_no_image(tmp_path):
+    folder = tmp_path / "images" / "class0"
+    folder.mkdir(parents=True)
+    rows, cols = np.mgrid[0:40, 0:50]
+    rgb = Image.fromarray(np.stack([rows * 6, cols * 5, 255 - cols * 4], -1).astype(np.uint8))
+    rgb.save(folder / "rgb.jpg")
+    rgb.convert("L").save(folder / "grey.jpg")
+    rgb.convert("CMYK").save(folder / "cmyk.jpg")
+    rgb.convert("RGBA").save(folder / "alpha.png")
+    rgb.save(folder / "rgb.png")
+    (folder / "truncated.jpg").write_bytes((folder / "rgb.jpg").read_bytes()[:300])
+    (folder / "empty.JPEG").write_bytes(b"")
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    packed = data.pack_imagenet(str(tmp_path / "images"), str(tmp_path / "out"),
+                                shuffle=False, progress=False)
+    assert packed.images == 5 and packed.converted == {"JPEG CMYK": 1, "PNG RGBA": 1}
+    assert packed.unreadable == ["class0/empty.JPEG", "class0/truncated.jpg"]
+    assert packed.other_files == ["class0/.DS_Store"]
+    summary = packed.summary()
+    assert "skipped 2 unreadable: class0/empty.JPEG, class0/truncated.jpg" in summary
+    assert "1 JPEG CMYK, 1 PNG RGBA" in summary and "class0/.DS_Store" in summary
+    lines = open(tmp_path / "out.lst").read().splitlines()
+    assert [line.split("\t")[2] for line in lines] == \
+        ["class0/alpha.png", "class0/cmyk.jpg", "class0/grey.jpg", "class0/rgb.jpg", "class0/rgb.png"]
+    stored = {line.split("\t")[2]: payload for line, (_, payload)
+              in zip(lines, read_records(str(tmp_path / "out")))}
+    for name in ("grey.jpg", "rgb.jpg", "rgb.png"):  # stored as they are
+        assert stored[f"class0/{name}"] == (folder / name).read_bytes()
+    for name in ("alpha.png", "cmyk.jpg"):  # RGB JPEGs now
+        with Image.open(io.BytesIO(stored[f"class0/{name}"])) as img:
+            assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (50, 40))
+    x = mx.image.imdecode(stored["class0/cmyk.jpg"]).asnumpy().astype(float)
+    assert np.abs(x - np.asarray(rgb, float)).mean() < 4  # the colours survive
 
 
 def test_command_line(image_folder, tmp_path, capsys):

@@ -20,6 +20,7 @@ def test_defaults_are_the_papers_recipe():
         (256, 0.1, "sgd", 0.9, 1e-4)
     assert (args.num_epochs, args.lr_step_epochs, args.top_k) == (90, (30, 60), 5)
     assert (args.image_shape, args.num_classes, args.data_nthreads) == ((3, 224, 224), 1000, 4)
+    assert args.augmentation == "scale"
 
 
 @pytest.fixture
@@ -55,6 +56,23 @@ def test_one_epoch_on_records_reports_top_k(recs, tmp_path):
     assert rundir.find_checkpoint(out)["epoch"] == 1
 
 
+def test_scale_augmentation_records_its_pixel_mean_and_resume_is_exact(recs, tmp_path):
+    flags = ["--data-dir", recs, "--num-layers", "18", "--image-shape", "3,40,40",
+             "--num-classes", "3", "--top-k", "2", "--batch-size", "8", "--data-nthreads", "2",
+             "--lr-step-epochs", "2", "--no-plots"]
+    whole = train_imagenet.main(flags + ["--output-dir", str(tmp_path / "a"), "--num-epochs", "3"])
+    part = str(tmp_path / "b")
+    train_imagenet.main(flags + ["--output-dir", part, "--num-epochs", "1"])
+    resumed = train_imagenet.main(flags + ["--output-dir", part, "--num-epochs", "3", "--resume"])
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert [r[key] for r in resumed] == pytest.approx([r[key] for r in whole], abs=1e-5)
+    with open(os.path.join(part, "config.json")) as f:
+        pre = json.load(f)["preprocess"]
+    mean = np.load(os.path.join(part, pre["mean_image"]))
+    assert mean.shape == (3, 40, 40) and pre["std"] == [1.0, 1.0, 1.0]
+    assert 0 < mean.mean() < 255 and pre["mean"] == pytest.approx(mean.mean(axis=(1, 2)), abs=1e-3)
+
+
 def test_benchmark_of_an_imagenet_net(capsys):
     result = train_imagenet.main(["--benchmark", "--num-layers", "18", "--image-shape",
                                   "3,64,64", "--batch-size", "2", "--benchmark-batches", "1"])
@@ -68,7 +86,7 @@ def test_num_classes_below_the_labels_of_the_lists_stops_before_training(recs, t
     with pytest.raises(SystemExit) as exit_info:
         run_main(train_imagenet.main, ["--data-dir", recs, "--output-dir", out, "--num-layers",
                                        "18", "--image-shape", "3,48,48", "--num-classes", "2",
-                                       "--batch-size", "8", "--num-epochs", "1"],
+                                       "--top-k", "0", "--batch-size", "8", "--num-epochs", "1"],
                  prog="train_imagenet.py")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [

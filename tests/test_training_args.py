@@ -88,6 +88,8 @@ def test_config_json_keeps_the_keys_of_the_flags(parser, config_class):
                                 "(choose from 'yes', 'no')"),
     (["--cpus", "2", "--gpus", "0"], "give either --gpus or --cpus, not both"),
     (["--lr-factor", "2"], "--lr-factor must be in (0, 1], got 2.0"),
+    (["--top-k", "10"], "--top-k 10 needs more than 10 classes; the network has 10 "
+                        "(--top-k 0 turns it off)"),
 ])
 def test_bad_values_are_one_line_errors(argv, message, capsys):
     assert fail(RUN + argv, capsys) == message

@@ -85,8 +85,10 @@ class CifarConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class ImagenetConfig(TrainConfig):
-    """An ImageNet run: ``TrainConfig`` and the decoding threads."""
+    """An ImageNet run: ``TrainConfig``, the decoding threads and the training
+    augmentation (``data.imagenet.AUGMENTATIONS``)."""
     data_nthreads: int
+    augmentation: str
 
 
 def add_model_args(parser):
@@ -182,6 +184,10 @@ def add_imagenet_data_args(parser):
     """The ImageNet flags of train_imagenet.py, in the Data group (``add_data_args``'s)."""
     g = add_data_args(parser)
     g.add_argument("--data-nthreads", type=int, default=4, help="decoding threads")
+    g.add_argument("--augmentation", default="scale", choices=["scale", "inception"],
+                   help="scale: the 2015 paper's (shorter side in [256, 480], random crop, "
+                        "per-pixel mean); inception: random-resized crop, colour jitter "
+                        "(fb.resnet.torch)")
     return g
 
 
@@ -329,6 +335,14 @@ def parse_cifar_args(argv=None, prog="train_cifar.py"):
     if not config.benchmark and config.image_shape != (3, 32, 32):
         raise UsageError(f"--image-shape {args.image_shape}: CIFAR images are 3,32,32 "
                          "(other shapes only with --benchmark)")
+    return check_top_k(config)
+
+
+def check_top_k(config):
+    """``config``, refused in one line where --top-k asks for more classes than it has."""
+    if config.top_k >= config.num_classes:
+        raise UsageError(f"--top-k {config.top_k} needs more than {config.top_k} classes; "
+                         f"the network has {config.num_classes} (--top-k 0 turns it off)")
     return config
 
 
@@ -350,7 +364,7 @@ def imagenet_parser(prog="train_imagenet.py"):
 def parse_imagenet_args(argv=None, prog="train_imagenet.py"):
     """train_imagenet.py's flags (``argv``, default sys.argv), checked and typed: an
     ``ImagenetConfig``."""
-    return check_args(imagenet_parser(prog).parse_args(argv), ImagenetConfig)
+    return check_top_k(check_args(imagenet_parser(prog).parse_args(argv), ImagenetConfig))
 
 
 def typed_flags(config):
