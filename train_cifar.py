@@ -10,6 +10,7 @@ import numpy as np
 
 from common.cli import run_main
 from training.args import check_num_classes, parse_cifar_args
+from training.rundir import Preprocess
 
 
 def parse_args(argv=None):
@@ -31,10 +32,9 @@ def cifar_data(config, num_parts, part_index):
     classes = data.cifar_class_names(folder)
     check_num_classes(config.num_classes, np.concatenate([train.labels, val.labels]), folder,
                       len(classes))
-    meta = {"classes": classes,
-            "preprocess": {"image_shape": [3, 32, 32], "resize": 32, "crop": 32,
-                           "mean": train.mean.tolist(), "std": train.std.tolist()}}
-    return train, val, meta
+    pre = Preprocess(image_shape=(3, 32, 32), resize=32, crop=32,
+                     mean=tuple(train.mean.tolist()), std=tuple(train.std.tolist()))
+    return train, val, {"classes": classes, "preprocess": pre}
 
 
 def main(argv=None):

@@ -41,10 +41,10 @@ def make_export(depth, unit, shortcut, folder):
     mod.init_params(mx.init.Xavier(magnitude=2))
     arg, aux = mod.get_params()
     ckpt.save_checkpoint(folder, 1, 1, symbol, arg, aux)
-    rundir.write_config(folder, {
-        "num_classes": 10, "num_layers": depth, "unit": unit, "shortcut": shortcut,
-        "projection": "B", "preprocess": {"image_shape": [3, 32, 32], "resize": 32,
-                                          "crop": 32, "mean": [0.0] * 3, "std": [1.0] * 3}})
+    flags = {"num_classes": 10, "num_layers": depth, "unit": unit, "shortcut": shortcut,
+             "projection": "B"}
+    rundir.write_config(folder, rundir.RunRecord(flags, preprocess=rundir.Preprocess(
+        image_shape=(3, 32, 32), resize=32, crop=32, mean=(0.0,) * 3, std=(1.0,) * 3)))
     return export_model(folder)
 
 

@@ -178,10 +178,9 @@ def checkpoint_seconds(mod, symbol, run_dir, num_classes):
     ckpt.save_checkpoint(run_dir, 1, 1, symbol, arg, aux, mod.save_optimizer_states,
                          extra={"seed": 0})
     seconds = time.perf_counter() - tic
-    rundir.write_config(run_dir, {
-        "num_classes": num_classes, "preprocess": {"image_shape": [3, 32, 32], "resize": 32,
-                                                   "crop": 32, "mean": [0.0] * 3,
-                                                   "std": [1.0] * 3}})
+    rundir.write_config(run_dir, rundir.RunRecord(
+        {"num_classes": num_classes}, preprocess=rundir.Preprocess(
+            image_shape=(3, 32, 32), resize=32, crop=32, mean=(0.0,) * 3, std=(1.0,) * 3)))
     return seconds
 
 

@@ -1,6 +1,7 @@
 """Command-line plumbing shared by every entry point: one-line errors, non-zero exits,
 the switch that shows their tracebacks instead, the parser of the flags, and the parsers of
-an image shape, a list of integers, a yes/no flag and NAME=VALUE items."""
+an image shape, a list of integers, GPU ids, a yes/no flag, NAME=VALUE items and the
+shortcut settings made of them."""
 import argparse
 import os
 import sys
@@ -65,6 +66,34 @@ def int_list(what, minimum=None):
         except UsageError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     return parse
+
+
+def parse_gpus(text):
+    """--gpus "0,1" (or [0, 1]) -> (0, 1); None or "" -> () (the CPU)."""
+    if isinstance(text, (list, tuple)):
+        return tuple(int(i) for i in text)
+    if text is None or str(text).strip() == "":
+        return ()
+    try:
+        return tuple(int(i) for i in str(text).split(","))
+    except ValueError:
+        raise UsageError(f"--gpus expects comma-separated GPU ids, got {text!r}") from None
+
+
+def parse_shortcut_params(items, flag="--shortcut-param"):
+    """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}: true
+    and false in any case, numbers as floats; a one-line UsageError naming ``flag``."""
+    params = {}
+    for name, value in name_values(items, flag):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            params[name] = low == "true"
+        else:
+            try:
+                params[name] = float(value)
+            except ValueError:
+                raise UsageError(f"{flag} {name}: {value!r} is not a number") from None
+    return params
 
 
 def parse_yes_no(value, flag):

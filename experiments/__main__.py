@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--download", action="store_true", help="download CIFAR if missing")
     p.add_argument("--report", action="store_true", help="only rebuild table.md, table.csv "
                    "and the figure from the runs finished so far")
-    from experiments.jobs import add_launch_args
+    from experiments.launch import add_launch_args
     add_launch_args(p)
     args, extra = p.parse_known_args(argv)
     if args.report and not (args.table and args.out):
@@ -39,21 +39,19 @@ def parse_args(argv=None):
     if not args.list and not args.report and not (args.table and args.data_dir and args.out):
         p.error("give a table, --data-dir and --out (or --list)")
     args.train_args = extra + (["--download"] if args.download else [])
-    if not args.list and not args.report:
-        check_train_flags(args)
     return args
 
 
-def check_train_flags(args):
+def check_train_flags(args, launch):
     """Refuse, in one line and before any run starts, the flags passed through to
     train_cifar.py that it would refuse (a misspelt flag, a bad value), parsed by its own
-    parser; devices and dtype only where the runs train here (Slurm's nodes check their
-    own)."""
+    parser; devices and dtype only where the runs train here, as ``launch`` (the
+    ``LaunchConfig``) says (Slurm's nodes check their own)."""
     from training.args import CifarConfig, check_args, cifar_parser
     argv = ["--data-dir", args.data_dir, "--output-dir", args.out, "--num-layers", "20"]
-    argv += (["--gpus", args.gpus] if args.gpus else []) + args.train_args
+    argv += (["--gpus", ",".join(launch.gpus)] if launch.gpus else []) + args.train_args
     flags = cifar_parser("python -m experiments").parse_args(argv)
-    if args.launcher == "local":
+    if launch.launcher == "local":
         check_args(flags, CifarConfig)
 
 
@@ -80,17 +78,20 @@ def main(argv=None):
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
     args = parse_args(argv)
+    from experiments.launch import launch_config
     from experiments.tables import list_rows, report_table, run_table
     if args.list:
         return print(list_rows())
+    launch = launch_config(args)
     rows = args.rows.split(",") if args.rows else None
     if args.report:
         results, figure = report_table(args.table, args.out, rows, args.repeats, args.budget)
     else:
+        check_train_flags(args, launch)
         results, figure = run_table(args.table, args.out, args.data_dir, rows, args.repeats,
                                     args.budget, args.budget_examples, args.train_args,
-                                    launch_args=args)
-        if args.launcher == "slurm":
+                                    launch_config=launch)
+        if launch.launcher == "slurm":
             print(f"submitted; follow with: python3 -m experiments status {args.out}")
             return
     from training.rundir import TABLE_MD

@@ -371,13 +371,13 @@ def draw(finding, out_dir, scale, measured):
     return plot_seeded_runs(groups, prefix, train_key=metric, title=title)
 
 
-def run_findings(data_dir, out_dir, only=None, seeds=None, quick=False, launch_args=None,
+def run_findings(data_dir, out_dir, only=None, seeds=None, quick=False, launch_config=None,
                  log=print):
     """Run (or resume) the findings (each with its protocol's seeds, or ``seeds``), then
     write findings.json, findings.md and figures.
 
     The gradient-flow probes run here; the training runs go through
-    ``experiments.runner.run_plan`` as ``launch_args`` say (default: one at a time here;
+    ``experiments.runner.run_plan`` as ``launch_config`` says (default: one at a time here;
     with Slurm this returns once they are submitted, and reports what has finished)."""
     from data import cifar_folder, load_cifar
     if seeds is not None and seeds < 1:
@@ -406,7 +406,7 @@ def run_findings(data_dir, out_dir, only=None, seeds=None, quick=False, launch_a
         return records
 
     plan = {"findings": [f.id for f in selected], "seeds": seeds, "quick": quick}
-    return run_plan(out_dir, plan, runs, launch_args, log,
+    return run_plan(out_dir, plan, runs, launch_config, log,
                     warning=QUICK_WARNING if quick else None, before=probes, report=report)
 
 
@@ -433,7 +433,7 @@ def list_findings():
 
 def parse_args(argv=None):
     from common.cli import Parser
-    from experiments.jobs import add_launch_args
+    from experiments.launch import add_launch_args
     p = Parser(prog="python -m experiments findings",
                description="Measure the papers' findings on CIFAR-10 and judge them.")
     p.add_argument("--list", action="store_true", help="list the findings and exit")
@@ -457,7 +457,9 @@ def main(argv=None):
     only = args.only.split(",") if args.only else None
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    records = run_findings(args.data_dir, args.out, only, args.seeds, args.quick, args)
+    from experiments.launch import launch_config
+    records = run_findings(args.data_dir, args.out, only, args.seeds, args.quick,
+                           launch_config(args))
     for r in records:
         print(f"{r['id']}: {r['verdict']}")
     print(f"wrote {os.path.join(args.out, FINDINGS_MD)}")

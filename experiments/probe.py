@@ -14,9 +14,8 @@ import re
 import numpy as np
 
 import symbols
-from common.cli import UsageError, parse_ints, run_main
+from common.cli import UsageError, parse_ints, parse_shortcut_params, run_main
 from common.mx import mx
-from training.args import parse_shortcut_params
 from training.checkpoint import read_params
 from training.module import initializer
 

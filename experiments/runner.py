@@ -5,7 +5,7 @@ The tables (``experiments.tables``) and the findings (``experiments.measure_find
 both build their runs here: a :class:`Row` names a network, :func:`train_command` makes
 the ``train_cifar`` command of one of its seeds with the CIFAR recipe (whole or scaled,
 ``training.recipe``), and :func:`run_plan` trains every run of an experiment folder through
-``experiments.jobs`` (``--jobs N`` here, or a Slurm job array), one runner per folder at a
+``experiments.launch`` (``--jobs N`` here, or a Slurm job array), one runner per folder at a
 time. Each run lives in its own folder, so an interrupted plan resumes: finished runs are
 skipped, unfinished ones resume from their newest checkpoint.
 """
@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass, field
 
 from common.files import lock_dir
-from experiments.jobs import describe_status, launch, parse_launch_args
+from experiments.launch import launch
+from experiments.runstate import describe_status
 from training.recipe import CIFAR
 from training.rundir import RUNNER_LOCK, SLURM, write_plan
 
@@ -69,15 +70,15 @@ def train_command(row, run_dir, data_dir, seed, schedule, depth=None, batch_size
             + CIFAR.flags(schedule, batch_size) + list(data_flags) + list(extra_args))
 
 
-def run_plan(out_dir, plan, runs, launch_args=None, log=print, warning=None, before=None,
+def run_plan(out_dir, plan, runs, launch_config=None, log=print, warning=None, before=None,
              report=None):
     """Train ``runs`` ([(run_dir, command)]) of the experiment folder ``out_dir``, holding
     its lock (one runner per folder at a time; each training locks its own run folder).
 
     ``warning`` is logged, ``plan`` (a dict) is written to ``OUT/plan.json`` with the
     runs, and ``before()`` runs (the findings' probes); then the runs go through
-    ``experiments.jobs.launch`` as ``launch_args`` (the parsed launch flags; default: one
-    run at a time here) say. A failed run is logged and the others go on; with Slurm the
+    ``experiments.launch.launch`` as ``launch_config`` (a LaunchConfig; default: one run
+    at a time here) says. A failed run is logged and the others go on; with Slurm the
     jobs are submitted and not waited for. Returns ``report()`` (what the experiment makes
     of its finished runs), or the failures where there is no ``report``."""
     with lock_dir(out_dir, RUNNER_LOCK):
@@ -86,8 +87,7 @@ def run_plan(out_dir, plan, runs, launch_args=None, log=print, warning=None, bef
         write_plan(out_dir, dict(plan, runs=[os.path.relpath(d, out_dir) for d, _ in runs]))
         if before is not None:
             before()
-        failures = launch(runs, launch_args or parse_launch_args(), log,
-                          slurm_folder=os.path.join(out_dir, SLURM))
+        failures = launch(runs, launch_config, log, slurm_folder=os.path.join(out_dir, SLURM))
         for f in failures:
             log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
         return failures if report is None else report()

@@ -11,9 +11,10 @@ import logging
 import os
 import statistics
 
-from experiments.jobs import describe_status, run_state, slurm_states
-from training.rundir import (CONFIG, DONE, LAUNCH, METRICS, error_percent, read_config,
-                             read_launch, read_metrics, read_plan)
+from experiments.runstate import describe_status, run_state
+from experiments.slurm import slurm_states
+from training.rundir import (CONFIG, DONE, LAUNCH, METRICS, error_percent, read_launch,
+                             read_metrics, read_plan, read_run)
 
 RUN_FILES = (DONE, LAUNCH, CONFIG, METRICS)
 log = logging.getLogger(__name__)
@@ -37,10 +38,11 @@ def planned_epochs(run_dir):
     """The epochs the run's config.json plans, None where it has none or is corrupt (said
     in a warning)."""
     try:
-        return read_config(run_dir).get("planned_epochs")
+        record = read_run(run_dir)
     except ValueError as err:
         log.warning("%s; its planned epochs are not shown", err)
         return None
+    return None if record is None else record.planned_epochs
 
 
 def run_status(out_dir, run_dir, slurm=None):
@@ -54,24 +56,24 @@ def run_status(out_dir, run_dir, slurm=None):
     if state == "running" and planned and records:
         eta = (planned - len(records)) * statistics.median(r["epoch_seconds"] for r in records)
     job = "-"
-    if info.get("launcher") == "slurm":
-        job = f"{info.get('job_id')} {(slurm or {}).get(info.get('job_id'), '-')}"
-    elif state == "running" and info.get("pid"):
-        job = f"pid {info['pid']}"
+    if info.launcher == "slurm":
+        job = f"{info.job_id} {(slurm or {}).get(info.job_id, '-')}"
+    elif state == "running" and info.pid:
+        job = f"pid {info.pid}"
     row = os.path.relpath(os.path.dirname(os.path.abspath(run_dir)), os.path.abspath(out_dir))
     return {"row": row, "repeat": os.path.basename(os.path.normpath(run_dir)),
             "run_dir": run_dir, "state": state, "epochs": len(records), "planned": planned,
             "val_error": error_percent(last),
             "images_per_sec": last.get("samples_per_sec"), "eta_seconds": eta, "job": job,
-            "failure": (describe_status(info["exit_status"]), info.get("last_line", ""))
-            if state == "failed" and "exit_status" in info else None}
+            "failure": (describe_status(info.exit_status), info.last_line or "")
+            if state == "failed" and info.exit_status is not None else None}
 
 
 def table_status(out_dir):
     """``run_status`` of every run under ``out_dir``."""
     runs = find_runs(out_dir)
-    jobs = [read_launch(d).get("job_id") for d in runs
-            if read_launch(d).get("launcher") == "slurm"]
+    launches = [read_launch(d) for d in runs]
+    jobs = [info.job_id for info in launches if info.launcher == "slurm"]
     slurm = slurm_states(jobs) if jobs else {}
     return [run_status(out_dir, d, slurm) for d in runs]
 

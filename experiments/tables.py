@@ -195,7 +195,7 @@ def summarize(name, rows, out_dir, repeats, budget=None):
 
 
 def run_table(name, out_dir, data_dir, rows=None, repeats=1, budget=None,
-              budget_examples=5000, extra_args=(), log=print, launch_args=None):
+              budget_examples=5000, extra_args=(), log=print, launch_config=None):
     """Train every repeat of the chosen rows of table ``name`` (``experiments.runner``),
     then write the comparison of the finished runs. A failed run is logged and left out
     of the table (which names it missing); with Slurm this returns once the jobs are
@@ -208,7 +208,7 @@ def run_table(name, out_dir, data_dir, rows=None, repeats=1, budget=None,
     runs = table_runs(out_dir, data_dir, chosen, repeats, budget, budget_examples, extra_args)
     plan = {"table": name, "rows": [r.name for r in chosen], "repeats": repeats,
             "budget": budget}
-    return run_plan(out_dir, plan, runs, launch_args, log,
+    return run_plan(out_dir, plan, runs, launch_config, log,
                     warning=BUDGET_WARNING if budget is not None else None,
                     report=lambda: summarize(name, chosen, out_dir, repeats, budget))
 

@@ -10,45 +10,34 @@ import time
 import pytest
 
 from common.cli import UsageError
-from experiments import jobs, status
+from experiments import launch, local, status
 from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar, wait_for,
                                   without_timings)
 from training.rundir import is_done, read_launch, read_metrics
 
-TWO_CORES = pytest.mark.skipif(len(jobs.available_cores()) < 2,
+TWO_CORES = pytest.mark.skipif(len(local.available_cores()) < 2,
                                reason="needs two cores for two runs at once")
 
 
 def args(*argv):
-    return jobs.parse_launch_args(argv)
+    return launch.parse_launch_args(argv)
 
 
 def test_slots_own_disjoint_cores_and_gpus():
-    slots = jobs.local_slots(args("--gpus", "0,1,2,3", "--gpus-per-run", "2"), range(8))
+    slots = local.local_slots(args("--gpus", "0,1,2,3", "--gpus-per-run", "2"), range(8))
     assert [(s.cores, s.gpus) for s in slots] == [((0, 1, 2, 3), ("0", "1")),
                                                  ((4, 5, 6, 7), ("2", "3"))]
-    slots = jobs.local_slots(args("--jobs", "3"), range(8))
+    slots = local.local_slots(args("--jobs", "3"), range(8))
     assert [s.cores for s in slots] == [(0, 1), (2, 3), (4, 5)]
-    assert jobs.local_slots(args(), [5, 7]) == [jobs.Slot((5, 7))]
+    assert local.local_slots(args(), [5, 7]) == [local.Slot((5, 7))]
     with pytest.raises(UsageError, match="--jobs 3 at 1 core\\(s\\) a run needs 3 cores; "
                                          "this process may use 2"):
-        jobs.local_slots(args("--jobs", "3"), range(2))
+        local.local_slots(args("--jobs", "3"), range(2))
     with pytest.raises(UsageError, match="--jobs 3 needs 6 GPUs at 2 a run; --gpus gives 4"):
-        jobs.local_slots(args("--gpus", "0,1,2,3", "--gpus-per-run", "2", "--jobs", "3"),
+        local.local_slots(args("--gpus", "0,1,2,3", "--gpus-per-run", "2", "--jobs", "3"),
                            range(8))
     with pytest.raises(UsageError, match="needs --gpus"):
-        jobs.local_slots(args("--gpus-per-run", "1"), range(8))
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--jobs", "0"], "--jobs must be >= 1"),
-    (["--partition", "gpu"], "--partition need --launcher slurm"),
-    (["--launcher", "slurm", "--gpus", "0,1"], "on Slurm give --gpus-per-run"),
-    (["--launcher", "slurm", "--sbatch-option", "account"], "expects NAME=VALUE"),
-])
-def test_bad_launch_flags_fail_clearly(argv, message):
-    with pytest.raises(UsageError, match=message):
-        jobs.launch([], args(*argv))
+        local.local_slots(args("--gpus-per-run", "1"), range(8))
 
 
 # A stand-in for the training command: records what it was given, then sleeps.
@@ -69,7 +58,7 @@ def probe_runs(root, seconds, exits):
 def test_concurrent_runs_never_share_a_core_or_a_gpu(tmp_path):
     runs = probe_runs(tmp_path, 0.5, [0] * 4)
     logs = []
-    failures = jobs.launch(runs, args("--jobs", "2", "--gpus", "0,1,2,3",
+    failures = launch.launch(runs, args("--jobs", "2", "--gpus", "0,1,2,3",
                                         "--gpus-per-run", "2"), logs.append)
     assert failures == []
     probes = [json.load(open(os.path.join(d, "probe.json"))) for d, _ in runs]
@@ -88,13 +77,13 @@ def test_concurrent_runs_never_share_a_core_or_a_gpu(tmp_path):
     assert all(open(os.path.join(d, "train.log")).read() == "probe done\n" for d, _ in runs)
     # A second launch finds them done.
     logs = []
-    assert jobs.launch(runs, args("--jobs", "2"), logs.append) == []
+    assert launch.launch(runs, args("--jobs", "2"), logs.append) == []
     assert logs == [f"{d}: done before, skipped" for d, _ in runs]
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
     runs = probe_runs(tmp_path, 0, [0, 3, 0])
-    failures = jobs.launch(runs, args(), lambda _: None)
+    failures = launch.launch(runs, args(), lambda _: None)
     assert failures == [{"run_dir": runs[1][0], "status": 3, "last_line": "probe done"}]
     assert [is_done(d) for d, _ in runs] == [True, False, True]
     rows = status.table_status(str(tmp_path))
@@ -117,10 +106,10 @@ def test_ctrl_c_stops_every_child_and_its_children(tmp_path):
              "print('grandchild', p.pid, flush=True); time.sleep(60)")
     runs = [(str(tmp_path / f"run{k}"), [sys.executable, "-c", child]) for k in range(2)]
     script = ("import sys; from common.cli import run_main; from experiments import jobs; "
-              f"runs = {runs!r}; run_main(lambda _: jobs.launch(runs, "
+              f"runs = {runs!r}; run_main(lambda _: launch.launch(runs, "
               "jobs.parse_launch_args(['--jobs', '2', '--cpus-per-run', '1'])), "
               "prog='launcher')")
-    if len(jobs.available_cores()) < 2:
+    if len(local.available_cores()) < 2:
         pytest.skip("needs two cores for two runs at once")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
                             preexec_fn=default_sigint,
@@ -136,7 +125,7 @@ def test_ctrl_c_stops_every_child_and_its_children(tmp_path):
         return found if len(found) == 2 else None
 
     pids = wait_for(grandchildren, 30, "both runs to start their grandchild")
-    children = [read_launch(d)["pid"] for d, _ in runs]
+    children = [read_launch(d).pid for d, _ in runs]
     assert [status.run_state(d) for d, _ in runs] == ["running", "running"]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -170,7 +159,7 @@ def run_tiny_table(cifar, out, *launch_flags):
 
 
 def intervals(out):
-    return [(info["started"], info["finished"]) for info in
+    return [(info.started, info.finished) for info in
             (read_launch(os.path.join(out, row, "run0")) for row in ROWS)]
 
 
@@ -183,7 +172,7 @@ def test_jobs_2_runs_two_at_once_with_the_metrics_of_jobs_1(cifar, tmp_path):
     assert a1 <= b0 or b1 <= a0  # one at a time
     (a0, a1), (b0, b1) = intervals(two)
     assert a0 < b1 and b0 < a1  # at once
-    cores = [read_launch(os.path.join(two, row, "run0"))["cores"] for row in ROWS]
+    cores = [read_launch(os.path.join(two, row, "run0")).cores for row in ROWS]
     assert len(cores[0]) == 1 and cores[0] != cores[1]
     for row in ROWS:
         first = read_metrics(os.path.join(one, row, "run0"))

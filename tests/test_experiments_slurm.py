@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from experiments import jobs, status
+from experiments import runstate, slurm, status
 from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar, wait_for,
                                   without_timings)
 from tests.slurm_cluster import SlurmCluster, why_not_available
@@ -77,7 +77,7 @@ def slurm_table(slurm, cifar, tmp_path_factory):
 
 def test_a_table_through_slurm_runs_to_its_table(slurm, slurm_table):
     out, printed, seen = slurm_table
-    jobs = [read_launch(os.path.join(out, row, "run0"))["job_id"] for row in ROWS]
+    jobs = [read_launch(os.path.join(out, row, "run0")).job_id for row in ROWS]
     array = jobs[0].split("_")[0]
     assert jobs == [f"{array}_0", f"{array}_1"]  # one job array for the table
     for row, job in zip(ROWS, jobs):
@@ -89,7 +89,7 @@ def test_a_table_through_slurm_runs_to_its_table(slurm, slurm_table):
         run = os.path.join(out, row, "run0")
         assert "epoch 7/7" in open(os.path.join(run, "train.log")).read()
         assert [r["epoch"] for r in read_metrics(run)] == list(range(1, 8))
-        assert read_launch(run)["attempts"] == 1
+        assert read_launch(run).attempts == 1
     report = subprocess.run(experiments("table2", "--out", out, "--report"), cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
@@ -109,7 +109,7 @@ def run_one_row(slurm, cifar, tmp_path, interrupt):
     run = os.path.join(out, ROWS[0], "run0")
     seen = []
     follow(out, lambda states: len(read_metrics(run)) >= 2, 90, seen)
-    job = read_launch(run)["job_id"]
+    job = read_launch(run).job_id
     assert len(read_metrics(run)) < 7, "the run ended before it could be interrupted"
     interrupt(job)
     return out, run, job, seen
@@ -124,7 +124,7 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_checkpoint(slurm, slurm_ta
     row = status.table_status(out)[0]
     assert row["state"] == "stopped" and 2 <= row["epochs"] < 7
     printed = submit(slurm, cifar, out, "--rows", ROWS[0])
-    again = read_launch(run)["job_id"]
+    again = read_launch(run).job_id
     assert again != job and f"submitted as Slurm job {again}" in printed
     follow(out, all_done, 90, seen)
     assert ("queued",) in seen[:2] or ("running",) in seen[:2]
@@ -157,8 +157,8 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, slurm_table, cifar, tmp_
     follow(out, released, 90, seen)
     assert seen[-3:] == [("queued",), ("running",), ("done",)]
     info = read_launch(run)
-    assert info["job_id"] == job and info["attempts"] == 2  # the same job, run twice
-    assert "Requeued job" in open(info["slurm_log"]).read()
+    assert info.job_id == job and info.attempts == 2  # the same job, run twice
+    assert "Requeued job" in open(info.slurm_log).read()
     assert f"resuming {run} after epoch" in open(os.path.join(run, "train.log")).read()
     reference = os.path.join(slurm_table[0], ROWS[0], "run0")
     assert without_timings(read_metrics(run)) == without_timings(read_metrics(reference))
@@ -167,7 +167,7 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, slurm_table, cifar, tmp_
 def test_status_without_slurm_believes_the_files(tmp_path):
     run = str(tmp_path / "row" / "run0")
     record_launch(run, launcher="slurm", state="queued", job_id="17_3")
-    assert jobs.run_state(run, None) == "queued"
-    assert jobs.run_state(run, {"17_3": "RUNNING"}) == "running"
-    assert jobs.run_state(run, {}) == "not started"  # Slurm no longer lists it
-    assert jobs.slurm_states([]) == {}
+    assert runstate.run_state(run, None) == "queued"
+    assert runstate.run_state(run, {"17_3": "RUNNING"}) == "running"
+    assert runstate.run_state(run, {}) == "not started"  # Slurm no longer lists it
+    assert slurm.slurm_states([]) == {}

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from experiments import status
-from training.rundir import record_launch, write_config, write_metrics, write_plan
+from training.rundir import RunRecord, record_launch, write_config, write_metrics, write_plan
 from train_support import ROOT
 
 # Blocks MXNet in the child before the module runs: any import of it fails.
@@ -34,7 +34,7 @@ def table(tmp_path):
     for name, epochs in runs.items():
         run = str(out / name)
         os.makedirs(run)
-        write_config(run, {"planned_epochs": 3 if name == "a/run0" else 4})
+        write_config(run, RunRecord({}, planned_epochs=3 if name == "a/run0" else 4))
         write_metrics(run, [record(e) for e in range(1, epochs + 1)])
     with open(out / "a/run0/done.json", "w") as f:
         json.dump({"command": []}, f)

@@ -281,7 +281,7 @@ def test_a_second_training_into_a_running_directory_stops_at_once(run3, cifar, t
     assert second.stderr.strip().splitlines() == [
         f"train_cifar.py: error: {out} is in use by process {first.pid} on "
         f"{socket.gethostname()} (it holds {out}/.lock); wait for it to end or choose "
-        "another folder"]
+        "another folder (RESNET_TRACEBACK=1 shows the traceback)"]
     # the killed first process left no stale lock
     err = fail(["--data-dir", cifar, "--output-dir", out, "--num-epochs", "1"] + TINY, capsys)
     assert "already holds checkpoints" in err

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from common.cli import UsageError, parse_yes_no, run_main
+from common.cli import UsageError, parse_gpus, parse_shortcut_params, parse_yes_no, run_main
 from training.args import (CifarConfig, ImagenetConfig, TrainConfig, cifar_parser,
-                           imagenet_parser, parse_cifar_args, parse_gpus, parse_imagenet_args,
-                           parse_shortcut_params, typed_flags)
+                           imagenet_parser, parse_cifar_args, parse_imagenet_args)
+from training.rundir import typed_flags
 
 RUN = ["--data-dir", "d", "--output-dir", "o", "--num-layers", "20"]
 

@@ -50,25 +50,37 @@ OLD_CONFIG = {"image_shape": "3,32,32", "bottleneck": "no", "shortcut_param": ["
               "num_layers": 20}
 
 
+def write_old_config(run_dir):
+    with open(os.path.join(run_dir, rundir.CONFIG), "w") as f:
+        json.dump(OLD_CONFIG, f)
+
+
 def test_config_is_read_typed_whichever_version_wrote_it(tmp_path):
-    rundir.write_config(str(tmp_path), OLD_CONFIG)
+    write_old_config(str(tmp_path))
     config = rundir.read_config(str(tmp_path))
-    assert config == {"image_shape": [3, 32, 32], "bottleneck": False,
-                      "shortcut_param": {"scale": 0.5}, "gpus": [],
-                      "lr_step_iters": [32000, 48000], "lr_step_epochs": [], "num_layers": 20}
+    flags = {"image_shape": [3, 32, 32], "bottleneck": False,
+             "shortcut_param": {"scale": 0.5}, "gpus": [],
+             "lr_step_iters": [32000, 48000], "lr_step_epochs": [], "num_layers": 20}
+    assert config == dict(flags, evaluated="test", contexts=[], rank=0, num_workers=1,
+                          lr_steps_iterations=[])
+    record = rundir.read_run(str(tmp_path))
+    assert record.flags == flags and record.label() == "ResNet-20 scale=0.5"
     assert rundir.read_config(str(tmp_path / "none")) == {}
+    assert rundir.read_run(str(tmp_path / "none")) is None
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(ValueError, match=f"^{tmp_path / 'config.json'}: not valid JSON"):
         rundir.read_config(str(tmp_path))
 
 
 def test_resuming_a_run_of_the_old_format_warns_only_about_real_changes(tmp_path, caplog):
-    rundir.write_config(str(tmp_path), OLD_CONFIG)
-    same = dict(rundir.read_config(str(tmp_path)), num_iters=500)  # may change on resume
+    write_old_config(str(tmp_path))
+    flags = rundir.read_run(str(tmp_path)).flags
+    same = rundir.RunRecord(dict(flags, num_iters=500))  # may change on resume
     with caplog.at_level(logging.WARNING):
         rundir.warn_config_changes(str(tmp_path), same)
         assert not caplog.records
-        rundir.warn_config_changes(str(tmp_path), dict(same, shortcut_param={"scale": 0.8}))
+        rundir.warn_config_changes(str(tmp_path), rundir.RunRecord(
+            dict(flags, num_iters=500, shortcut_param={"scale": 0.8})))
     assert caplog.records[0].getMessage().endswith(
         'settings that differ from its config.json: shortcut_param {"scale": 0.8} '
         '(was {"scale": 0.5})')
@@ -103,11 +115,15 @@ def test_manifests_name_the_complete_checkpoints(tmp_path):
 def test_what_a_launcher_records(tmp_path):
     run = str(tmp_path / "run")
     assert not rundir.has_started(run) and not rundir.is_done(run)
-    assert rundir.read_launch(run) == {} and rundir.last_line(run) == ""
+    assert rundir.read_launch(run) == rundir.LaunchRecord() and rundir.last_line(run) == ""
     rundir.record_launch(run, state="queued")
     rundir.record_launch(run, state="running", pid=12)
-    assert {k: v for k, v in rundir.read_launch(run).items() if k != "updated"} == \
-        {"state": "running", "pid": 12}
+    assert rundir.read_launch(run).state == "running" and rundir.read_launch(run).pid == 12
+    with open(os.path.join(run, rundir.LAUNCH)) as f:
+        assert {k: v for k, v in json.load(f).items() if k != "updated"} == \
+            {"state": "running", "pid": 12}
+    with pytest.raises(TypeError):
+        rundir.record_launch(run, colour="blue")  # not a field of the record
     with open(rundir.log_path(run), "w") as f:
         f.write("epoch 1\r\nepoch 2 batch 3\n\n")
     assert rundir.last_line(run) == "epoch 2 batch 3"
@@ -126,3 +142,30 @@ def test_the_run_folder_imports_no_mxnet():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_run_record_round_trips_and_says_what_its_error_measures(tmp_path):
+    pre = rundir.Preprocess.from_json({"image_shape": [3, 32, 32], "resize": 32, "crop": 32,
+                                       "mean": [125.3, 123.0, 113.9], "std": [63.0] * 3})
+    assert pre.image_shape == (3, 32, 32) and pre.mean_image is None
+    assert "mean_image" not in pre.to_json()
+    record = rundir.RunRecord({"num_layers": 56, "unit": "original", "shortcut": "identity",
+                               "validation_images": 1000}, evaluated="validation",
+                              preprocess=pre, classes=("cat", "dog"), planned_epochs=3)
+    rundir.write_config(str(tmp_path), record)
+    assert rundir.read_run(str(tmp_path)) == record
+    assert record.label() == "ResNet-56 original identity"
+    with pytest.raises(ValueError, match="preprocess: unknown flip"):
+        rundir.Preprocess.from_json(dict(pre.to_json(), flip=True))
+    with pytest.raises(ValueError, match="evaluated must be one of test, validation"):
+        rundir.RunRecord({}, evaluated="train")
+
+
+@pytest.mark.parametrize("flags, evaluated", [
+    ({"dataset": "cifar10"}, "test"), ({"validation_split": True}, "validation"),
+    ({"validation_images": 1000}, "validation"), ({"data_nthreads": 4}, "validation")])
+def test_a_record_written_before_it_said_what_it_evaluates_says_it_by_its_flags(
+        tmp_path, flags, evaluated):
+    with open(tmp_path / rundir.CONFIG, "w") as f:
+        json.dump(flags, f)
+    assert rundir.read_run(str(tmp_path)).evaluated == evaluated

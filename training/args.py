@@ -15,10 +15,10 @@ import logging
 from dataclasses import dataclass
 from typing import Optional
 
-from common.cli import (Parser, UsageError, name_values, parse_image_shape, parse_ints,
-                        parse_yes_no)
+from common.cli import Parser, UsageError
 from common.cpu import check_dtype
 from training.recipe import CIFAR, IMAGENET
+from training.rundir import typed_values
 
 OPTIMIZERS = ("nag", "sgd")
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
@@ -72,6 +72,11 @@ class TrainConfig:
     export: bool
     no_plots: bool
 
+    @property
+    def evaluated(self):
+        """What the evaluation measures: "validation" (a validation set, as ImageNet's)."""
+        return "validation"
+
 
 @dataclass(frozen=True)
 class CifarConfig(TrainConfig):
@@ -81,6 +86,12 @@ class CifarConfig(TrainConfig):
     validation_split: bool
     validation_images: Optional[int]
     num_examples: Optional[int]
+
+    @property
+    def evaluated(self):
+        """"validation" on images held out of the training batches, else "test" (the test
+        batch)."""
+        return "validation" if self.validation_split or self.validation_images else "test"
 
 
 @dataclass(frozen=True)
@@ -191,42 +202,6 @@ def add_imagenet_data_args(parser):
     return g
 
 
-def parse_shortcut_params(items, flag="--shortcut-param"):
-    """["scale=0.5", "scale_residual=false"] -> {"scale": 0.5, "scale_residual": False}: true
-    and false in any case, numbers as floats; a one-line UsageError naming ``flag``."""
-    params = {}
-    for name, value in name_values(items, flag):
-        low = value.strip().lower()
-        if low in ("true", "false"):
-            params[name] = low == "true"
-        else:
-            try:
-                params[name] = float(value)
-            except ValueError:
-                raise UsageError(f"{flag} {name}: {value!r} is not a number") from None
-    return params
-
-
-def parse_gpus(text):
-    """--gpus "0,1" (or [0, 1]) -> (0, 1); None or "" -> () (the CPU)."""
-    if isinstance(text, (list, tuple)):
-        return tuple(int(i) for i in text)
-    if text is None or str(text).strip() == "":
-        return ()
-    try:
-        return tuple(int(i) for i in str(text).split(","))
-    except ValueError:
-        raise UsageError(f"--gpus expects comma-separated GPU ids, got {text!r}") from None
-
-
-def parse_steps(text, flag):
-    """--lr-step-iters "32000,48000" (or [32000, 48000]) -> (32000, 48000); None or ""
-    -> ()."""
-    if isinstance(text, (list, tuple)):
-        return tuple(int(i) for i in text)
-    return tuple(parse_ints(text, flag))
-
-
 def check_num_classes(num_classes, labels, source, data_classes=None):
     """Stop before training when the network's ``num_classes`` outputs cannot represent
     ``labels`` (those of ``source``), or differ from the ``data_classes`` that the data set
@@ -284,37 +259,6 @@ def check_args(args, config_class=TrainConfig):
     return config_class(**values)
 
 
-def image_shape_flag(value):
-    try:
-        return parse_image_shape(value)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-
-
-def shortcut_param_flag(value):
-    return value if isinstance(value, dict) else parse_shortcut_params(value)
-
-
-# the flags given as text on the command line, and what types each
-TYPED = {"image_shape": image_shape_flag,
-         "bottleneck": lambda value: parse_yes_no(value, "--bottleneck"),
-         "shortcut_param": shortcut_param_flag, "gpus": parse_gpus,
-         "lr_step_epochs": lambda value: parse_steps(value, "--lr-step-epochs"),
-         "lr_step_iters": lambda value: parse_steps(value, "--lr-step-iters")}
-
-
-def typed_values(flags):
-    """``flags`` (the parsed flags, or config.json's record of them, whichever version
-    wrote it) with the values the command line gives as text typed: image_shape a tuple,
-    bottleneck True/False/None, shortcut_param a dict, gpus and the lr steps tuples of
-    ints. Values typed already stay; keys it lacks stay absent, other keys unchanged."""
-    typed = dict(flags)
-    for key, convert in TYPED.items():
-        if key in flags:
-            typed[key] = convert(flags[key])
-    return typed
-
-
 def cifar_parser(prog="train_cifar.py"):
     """The parser of train_cifar.py's flags, with the CIFAR recipe's defaults."""
     parser = Parser(prog=prog, description="Train a ResNet on CIFAR-10/100 with the "
@@ -332,6 +276,8 @@ def parse_cifar_args(argv=None, prog="train_cifar.py"):
     take images other than 3,32,32."""
     args = cifar_parser(prog).parse_args(argv)
     config = check_args(args, CifarConfig)
+    if config.num_classes is None:
+        config = dataclasses.replace(config, num_classes=CIFAR_CLASSES[config.dataset])
     if not config.benchmark and config.image_shape != (3, 32, 32):
         raise UsageError(f"--image-shape {args.image_shape}: CIFAR images are 3,32,32 "
                          "(other shapes only with --benchmark)")
@@ -346,8 +292,6 @@ def check_top_k(config):
     return config
 
 
-    if config.num_classes is None:
-        config = dataclasses.replace(config, num_classes=CIFAR_CLASSES[config.dataset])
 def imagenet_parser(prog="train_imagenet.py"):
     """The parser of train_imagenet.py's flags, with the ImageNet recipe's defaults
     (224x224 crops, 1000 classes, top-5)."""
@@ -365,11 +309,3 @@ def parse_imagenet_args(argv=None, prog="train_imagenet.py"):
     """train_imagenet.py's flags (``argv``, default sys.argv), checked and typed: an
     ``ImagenetConfig``."""
     return check_top_k(check_args(imagenet_parser(prog).parse_args(argv), ImagenetConfig))
-
-
-def typed_flags(config):
-    """``typed_values`` of a config.json's dict, in the form config.json records (lists
-    for tuples): files written before hold the command line's text (image_shape
-    "3,32,32", bottleneck "yes", shortcut_param ["scale=0.5"], gpus "0,1" or null,
-    lr_step_epochs / lr_step_iters "81,122" or null)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in typed_values(config).items()}

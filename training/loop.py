@@ -100,23 +100,28 @@ def resume_point(run_dir, symbol, resume=False, load_epoch=None):
     return manifest
 
 
-def run_config(config, symbol, contexts, num_batches, epochs, iterations, schedule, rank,
+def run_record(config, symbol, contexts, num_batches, epochs, iterations, schedule, rank,
                num_workers, meta):
-    """What config.json records: the flags of ``config`` (a ``training.args.TrainConfig``)
-    under their names, typed (image_shape [3, 32, 32], bottleneck true, shortcut_param
-    {"scale": 0.5}...; ``training.args.typed_flags`` reads older files the same way), then
-    ``meta`` and what the flags resolved to."""
-    record = dataclasses.asdict(config)
-    record.update(meta or {})
-    record.update({
-        "contexts": [str(c) for c in contexts],
-        "rank": rank, "num_workers": num_workers, "batches_per_epoch": num_batches,
-        "planned_epochs": epochs, "planned_iterations": iterations,
-        "lr_steps_iterations": schedule.steps, "warmup_iterations": schedule.warmup_iters,
-        "symbol_sha256": ckpt.symbol_hash(symbol), "mxnet_version": mx.__version__,
-        "cpu": this_cpu().label(physical_cores()),
-        "python_version": platform.python_version()})
-    return record
+    """What config.json records (a ``training.rundir.RunRecord``): the flags of ``config``
+    (a ``training.args.TrainConfig``) and what they resolved to, the class names and
+    preprocessing of ``meta`` (``{"classes": [...], "preprocess": Preprocess or its dict}``,
+    each optional), the CPU and the versions."""
+    meta = meta or {}
+    unknown = set(meta) - {"classes", "preprocess"}
+    if unknown:
+        raise ValueError(f"the data's record has no place for {', '.join(sorted(unknown))}")
+    preprocess = meta.get("preprocess")
+    if isinstance(preprocess, dict):
+        preprocess = rundir.Preprocess.from_json(preprocess)
+    classes = meta.get("classes")
+    return rundir.RunRecord(
+        dataclasses.asdict(config), evaluated=config.evaluated, preprocess=preprocess,
+        classes=None if classes is None else tuple(classes),
+        contexts=tuple(str(c) for c in contexts), rank=rank, num_workers=num_workers,
+        batches_per_epoch=num_batches, planned_epochs=epochs, planned_iterations=iterations,
+        lr_steps_iterations=tuple(schedule.steps), warmup_iterations=schedule.warmup_iters,
+        symbol_sha256=ckpt.symbol_hash(symbol), cpu=this_cpu().label(physical_cores()),
+        mxnet_version=mx.__version__, python_version=platform.python_version())
 
 
 @dataclass
@@ -141,7 +146,7 @@ def fit(config, symbol, contexts, train, val=None, kv="local", rank=0, num_worke
     ``training.args.TrainConfig``) says; returns the list of epoch records.
 
     Every epoch appends a record to ``metrics.jsonl`` and writes a checkpoint in the run
-    directory; ``meta`` (data set, preprocessing, class names) goes into config.json.
+    directory; ``meta`` (class names, preprocessing) goes into config.json (``run_record``).
     After the last epoch, worker 0 calls ``curves(run_dir)`` where it is given and
     --no-plots is not (the training scripts draw the training curves with it).
     """
@@ -168,7 +173,7 @@ def fit(config, symbol, contexts, train, val=None, kv="local", rank=0, num_worke
     records = rundir.truncate_metrics(run_dir, first) if manifest else []
     if manifest is None:
         rundir.write_metrics(run_dir, [])
-    recorded = run_config(config, symbol, contexts, num_batches, epochs, iterations, schedule,
+    recorded = run_record(config, symbol, contexts, num_batches, epochs, iterations, schedule,
                           rank, num_workers, meta)
     if manifest is not None:
         rundir.warn_config_changes(run_dir, recorded)

@@ -4,13 +4,14 @@ without it (``training.checkpoint`` adds what needs MXNet: parameters and symbol
 
 A run directory holds
 
-- ``config.json``: the flags and what they resolved to;
+- ``config.json``: the run's record (``RunRecord``): its flags, what they resolved to,
+  the preprocessing of its images, the CPU and the versions;
 - ``metrics.jsonl``: one JSON record an epoch, rewritten whole (atomically) each epoch;
 - checkpoints in MXNet's layout, ``model-symbol.json`` and ``model-0003.params``
   (``mx.model.load_checkpoint``), the optimizer states ``model-0003.states`` and a
   manifest ``model-0003.json``, written last, with the files' SHA-256: a checkpoint
   without its manifest is incomplete and ignored;
-- where a launcher started it (``experiments.jobs``): ``train.log`` (its output),
+- where a launcher started it (``experiments.launch``): ``train.log`` (its output),
   ``launch.json`` (how it was launched and where it stands) and ``done.json`` (written
   once the training exited with status 0).
 
@@ -20,15 +21,19 @@ finished runs: ``table.md``, ``table.csv`` and ``figure.png|pdf`` (a table), or
 ``findings.json``, ``findings.md`` and ``figures/`` (the findings).
 """
 import contextlib
+import dataclasses
 import glob
 import json
 import logging
 import os
 import re
 import time
+from dataclasses import dataclass
+from typing import Optional
 
+from common.cli import (UsageError, parse_gpus, parse_image_shape, parse_ints,
+                        parse_shortcut_params, parse_yes_no)
 from common.files import read_json, write_json, write_text
-from training.args import typed_flags
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -129,24 +134,181 @@ def truncate_metrics(run_dir, epoch):
     return kept
 
 
-# ---- config ------------------------------------------------------------------------------
+# ---- config.json: the run's record -------------------------------------------------------
 
-def read_config(run_dir):
-    """The run's ``config.json`` ({} when it has none), its flags in the typed form of
-    ``training.args.typed_flags`` whichever version wrote it; ValueError naming a corrupt
-    one."""
+def _image_shape(value):
+    try:
+        return parse_image_shape(value)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _steps(flag):
+    def parse(value):
+        if isinstance(value, (list, tuple)):
+            return tuple(int(i) for i in value)
+        return tuple(parse_ints(value, flag))
+    return parse
+
+
+def _shortcut_params(value):
+    return value if isinstance(value, dict) else parse_shortcut_params(value)
+
+
+# the flags the command line gives as text, and what types each
+TYPED = {"image_shape": _image_shape,
+         "bottleneck": lambda value: parse_yes_no(value, "--bottleneck"),
+         "shortcut_param": _shortcut_params, "gpus": parse_gpus,
+         "lr_step_epochs": _steps("--lr-step-epochs"),
+         "lr_step_iters": _steps("--lr-step-iters")}
+
+
+def typed_values(flags):
+    """``flags`` (the parsed flags, or config.json's record of them, whichever version
+    wrote it) with the values the command line gives as text typed: image_shape a tuple,
+    bottleneck True/False/None, shortcut_param a dict, gpus and the lr steps tuples of
+    ints. Values typed already stay; keys it lacks stay absent, other keys unchanged."""
+    typed = dict(flags)
+    for key, convert in TYPED.items():
+        if key in flags:
+            typed[key] = convert(flags[key])
+    return typed
+
+
+def typed_flags(config):
+    """``typed_values`` of a config.json's dict, in the form config.json records (lists
+    for tuples): files written before hold the command line's text (image_shape
+    "3,32,32", bottleneck "yes", shortcut_param ["scale=0.5"], gpus "0,1" or null,
+    lr_step_epochs / lr_step_iters "81,122" or null)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in typed_values(config).items()}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images were prepared for the network, so that inference does the same: resize
+    the shorter side to ``resize``, crop the centre ``crop`` x ``crop``, subtract ``mean``
+    and divide by ``std`` (per channel, 0-255 pixels), or subtract the per-pixel mean of
+    the file ``mean_image`` in the run folder where there is one."""
+    image_shape: tuple  # (channels, height, width)
+    resize: int
+    crop: int
+    mean: tuple
+    std: tuple
+    mean_image: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, record):
+        """The Preprocess of config.json's ``preprocess`` dict (what the training scripts
+        built before this record existed); ValueError naming a key it does not know."""
+        unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"preprocess: unknown {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+
+    def to_json(self):
+        record = {k: list(v) if isinstance(v, tuple) else v
+                  for k, v in dataclasses.asdict(self).items()}
+        if self.mean_image is None:
+            del record["mean_image"]
+        return record
+
+
+EVALUATED_SETS = ("test", "validation")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``config.json`` records of a run: its flags under their names, typed
+    (``typed_flags``), what its ``val_acc`` measures (``evaluated``: the test set, or
+    images held out of training), how its images were preprocessed and its class names,
+    what the flags resolved to, and the CPU and versions it ran on. The file keeps them
+    side by side in one JSON object; ``write_config`` writes it, ``read_run`` reads it."""
+    flags: dict
+    evaluated: str = "test"
+    preprocess: Optional[Preprocess] = None
+    classes: Optional[tuple] = None
+    contexts: tuple = ()
+    rank: int = 0
+    num_workers: int = 1
+    batches_per_epoch: Optional[int] = None
+    planned_epochs: Optional[int] = None
+    planned_iterations: Optional[int] = None
+    lr_steps_iterations: tuple = ()
+    warmup_iterations: Optional[int] = None
+    symbol_sha256: Optional[str] = None
+    cpu: Optional[str] = None
+    mxnet_version: Optional[str] = None
+    python_version: Optional[str] = None
+
+    def __post_init__(self):
+        if self.evaluated not in EVALUATED_SETS:
+            raise ValueError(f"evaluated must be one of {', '.join(EVALUATED_SETS)}, got "
+                             f"{self.evaluated!r}")
+
+    @classmethod
+    def from_json(cls, record):
+        """The RunRecord of config.json's object, whichever version wrote it. Files
+        written before ``evaluated`` was recorded say it by their flags: an ImageNet run
+        (decoding threads), --validation-split or --validation-images validate on held-out
+        images, the other CIFAR runs test on the test batch."""
+        named = {f.name for f in dataclasses.fields(cls)} - {"flags"}
+        flags = typed_flags({k: v for k, v in record.items() if k not in named})
+        values = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in record.items() if k in named}
+        if isinstance(values.get("preprocess"), dict):
+            values["preprocess"] = Preprocess.from_json(values["preprocess"])
+        if "evaluated" not in values:
+            held_out = "data_nthreads" in flags or flags.get("validation_split") or \
+                flags.get("validation_images")
+            values["evaluated"] = "validation" if held_out else "test"
+        return cls(flags, **values)
+
+    def to_json(self):
+        """The JSON object of config.json: the flags, then the other fields that are set
+        (lists for tuples)."""
+        record = typed_flags(self.flags)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "flags" or value is None:
+                continue
+            record[f.name] = value.to_json() if isinstance(value, Preprocess) else \
+                list(value) if isinstance(value, tuple) else value
+        return record
+
+    def label(self):
+        """A legend label, e.g. ``ResNet-110 full_preact constant_scaling scale=0.8``
+        (the shortcut's settings where there are any); None without the depth."""
+        flags = self.flags
+        if "num_layers" not in flags:
+            return None
+        parts = [f"ResNet-{flags['num_layers']}", flags.get("unit"), flags.get("shortcut")]
+        parts += [f"{k}={v}" for k, v in (flags.get("shortcut_param") or {}).items()]
+        return " ".join(str(p) for p in parts if p)
+
+
+def read_run(run_dir):
+    """The ``RunRecord`` of the run's ``config.json``, None when it has none; ValueError
+    naming a corrupt one."""
     path = os.path.join(run_dir, CONFIG)
     if not os.path.isfile(path):
-        return {}
-    config = read_json(path)
+        return None
+    record = read_json(path)  # its ValueError names the file
     try:
-        return typed_flags(config)
-    except ValueError as err:
+        return RunRecord.from_json(record)
+    except (ValueError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: {err}") from None
 
 
-def write_config(run_dir, config):
-    write_json(os.path.join(run_dir, CONFIG), config)
+def read_config(run_dir):
+    """The run's ``config.json`` as one JSON object ({} when it has none), as
+    ``read_run`` reads it: for readers of its keys (the export)."""
+    record = read_run(run_dir)
+    return {} if record is None else record.to_json()
+
+
+def write_config(run_dir, record):
+    """Write ``record`` (a ``RunRecord``) as the run's config.json."""
+    write_json(os.path.join(run_dir, CONFIG), record.to_json())
 
 
 # settings a resumed run may change without changing what its next epochs compute
@@ -156,22 +318,25 @@ RESUME_MAY_CHANGE = {"resume", "load_epoch", "num_epochs", "num_iters", "planned
                      "mxnet_version", "python_version"}
 
 
-def warn_config_changes(run_dir, config):
-    """Warn, in one line, about the settings of ``config`` that differ from the run's
-    ``config.json`` (a resumed run then no longer equals an uninterrupted one), or when
-    that file cannot be read."""
+def warn_config_changes(run_dir, record):
+    """Warn, in one line, about the settings of ``record`` (a ``RunRecord``) that differ
+    from the run's ``config.json`` (a resumed run then no longer equals an uninterrupted
+    one), or when that file cannot be read."""
     try:
-        old = typed_flags(read_json(os.path.join(run_dir, CONFIG)))
+        old = read_run(run_dir)
+        if old is None:
+            raise FileNotFoundError(f"no {CONFIG}")
     except (OSError, ValueError) as err:
         log.warning("the settings of the run cannot be compared (%s); %s is written anew",
                     err, CONFIG)
         return
+    new, old = record.to_json(), old.to_json()
 
     def text(value):
         return json.dumps(value, sort_keys=True)
-    changed = [f"{k} {text(config.get(k))} (was {text(old.get(k))})"
-               for k in sorted(set(config) | set(old))
-               if k not in RESUME_MAY_CHANGE and text(config.get(k)) != text(old.get(k))]
+    changed = [f"{k} {text(new.get(k))} (was {text(old.get(k))})"
+               for k in sorted(set(new) | set(old))
+               if k not in RESUME_MAY_CHANGE and text(new.get(k)) != text(old.get(k))]
     if changed:
         log.warning("resuming %s with settings that differ from its %s: %s", run_dir, CONFIG,
                     ", ".join(changed))
@@ -269,20 +434,65 @@ def mark_done(run_dir, command):
     write_json(os.path.join(run_dir, DONE), {"command": list(command)})
 
 
+@dataclass(frozen=True)
+class LaunchRecord:
+    """What ``launch.json`` records of how a run was launched and where it stands, each
+    field None until a launcher sets it (``experiments.local``, ``experiments.slurm``).
+
+    ``state``: queued, running, done, failed or stopped. Locally: the ``host``, the
+    launcher's process (``launcher_pid`` and its command line, to tell it from a later
+    process of the same id), the training's process (``pid``, ``pid_cmdline``), the
+    ``cores`` and ``gpus`` it owns and its ``command``. On Slurm: ``job_id``, ``submitted``,
+    ``slurm_log`` and the ``attempts`` so far. Once it ends: ``finished`` and, for a
+    failure, ``exit_status`` and the ``last_line`` of its log. Times are seconds since the
+    epoch; ``updated``: the last write."""
+    launcher: Optional[str] = None  # local or slurm
+    state: Optional[str] = None
+    host: Optional[str] = None
+    launcher_pid: Optional[int] = None
+    launcher_pid_cmdline: Optional[str] = None
+    pid: Optional[int] = None
+    pid_cmdline: Optional[str] = None
+    cores: Optional[list] = None
+    gpus: Optional[list] = None
+    command: Optional[list] = None
+    job_id: Optional[str] = None
+    slurm_log: Optional[str] = None
+    attempts: Optional[int] = None
+    submitted: Optional[float] = None
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    exit_status: Optional[int] = None
+    last_line: Optional[str] = None
+    updated: Optional[float] = None
+
+    @classmethod
+    def from_json(cls, record):
+        """The LaunchRecord of launch.json's object (keys it does not know are left out)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+    def to_json(self):
+        """launch.json's object: the fields that are set."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
 def read_launch(run_dir):
-    """The run's launch.json ({} when it has none, or while it is being replaced)."""
+    """The run's ``LaunchRecord`` (every field None when it has no launch.json, or while
+    the file is being replaced)."""
     try:
-        with open(os.path.join(run_dir, LAUNCH)) as f:
-            return json.load(f)
+        record = read_json(os.path.join(run_dir, LAUNCH))
     except (OSError, ValueError):
-        return {}
+        return LaunchRecord()
+    return LaunchRecord.from_json(record) if isinstance(record, dict) else LaunchRecord()
 
 
 def record_launch(run_dir, **fields):
-    """Update launch.json with ``fields`` (one writer at a time: whoever runs the run)."""
+    """Set ``fields`` of the run's launch record (TypeError for a name ``LaunchRecord``
+    lacks; one writer at a time: whoever runs the run)."""
     os.makedirs(run_dir, exist_ok=True)
-    write_json(os.path.join(run_dir, LAUNCH), dict(read_launch(run_dir), **fields,
-                                                   updated=time.time()))
+    record = dataclasses.replace(read_launch(run_dir), **fields, updated=time.time())
+    write_json(os.path.join(run_dir, LAUNCH), record.to_json())
 
 
 def log_path(run_dir):
