@@ -25,6 +25,7 @@ import statistics
 from collections import namedtuple
 from dataclasses import dataclass
 
+from experiments.intervals import interval
 from experiments.runner import Row
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
@@ -162,27 +163,6 @@ def get_findings(only=None):
     if unknown:
         raise ValueError(f"unknown finding {', '.join(unknown)}; valid: {', '.join(ids)}")
     return [f for f in FINDINGS if not only or f.id in only]
-
-
-def t_quantile(df):
-    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (exact to 3
-    decimals up to df 10, Cornish-Fisher expansion above)."""
-    table = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-    if df <= len(table):
-        return table[df - 1]
-    z = 1.959964
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
-
-
-def interval(differences):
-    """(mean, low, high): the mean of ``differences`` and its 95 % t interval (None, None
-    for fewer than two values)."""
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return mean, None, None
-    half = t_quantile(len(differences) - 1) * statistics.stdev(differences) / \
-        math.sqrt(len(differences))
-    return mean, mean - half, mean + half
 
 
 def judge(better, worse, margin=0.0):

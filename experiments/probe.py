@@ -171,8 +171,7 @@ def plot_gradient_flow(results, out_prefix, title=None):
 def cifar_batch(data_dir, batch_size):
     """The first ``batch_size`` images of CIFAR-10's ``data_batch_1`` under ``data_dir``
     (as the trainers' ``--data-dir``), standardised per channel, and their labels."""
-    from data.cifar import cifar_folder, cifar_mean_std, load_batch
-    from data.normalization import normalize
+    from data.cifar import cifar_folder, load_batch
     try:
         folder = cifar_folder(data_dir, "cifar10")
     except FileNotFoundError:  # its hint names the trainers' --download, which we lack
@@ -182,9 +181,16 @@ def cifar_batch(data_dir, batch_size):
     if len(labels) < batch_size:
         raise ValueError(f"{data_dir}: data_batch_1 holds {len(labels)} images, fewer than "
                          f"--batch-size {batch_size}")
-    images = images[:batch_size]
-    mean, std = cifar_mean_std(images)
-    return normalize(images, mean, std), labels[:batch_size].astype(np.float32)
+    return first_images(images, labels, batch_size)
+
+
+def first_images(images, labels, batch_size, stats_of=None):
+    """The first ``batch_size`` ``images`` standardised per channel with the mean and std
+    of ``stats_of`` (default: those images themselves), and their labels as float32."""
+    from data.cifar import cifar_mean_std
+    from data.normalization import normalize
+    mean, std = cifar_mean_std(images[:batch_size] if stats_of is None else stats_of)
+    return normalize(images[:batch_size], mean, std), labels[:batch_size].astype(np.float32)
 
 
 def random_batch(batch_size, num_classes, seed):

@@ -91,16 +91,3 @@ def run_plan(out_dir, plan, runs, launch_config=None, log=print, warning=None, b
         for f in failures:
             log(f"FAILED {f['run_dir']} ({describe_status(f['status'])}): {f['last_line']}")
         return failures if report is None else report()
-
-
-def fmt(value, digits=2, signed=False):
-    """``value`` with ``digits`` decimals (a sign with ``signed``), or ``digits``
-    significant digits where it is very large or small; a string as it is; '-' for None."""
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    sign = "+" if signed else ""
-    if value and not 1e-2 <= abs(value) < 1e4:
-        return f"{value:{sign}.{digits}g}"
-    return f"{value:{sign}.{digits}f}"

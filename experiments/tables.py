@@ -13,7 +13,8 @@ import statistics
 from collections import namedtuple
 
 from common.files import write_text
-from experiments.runner import Row, branch_of, fmt, run_plan, train_command
+from experiments.markdown import format_number
+from experiments.runner import Row, branch_of, run_plan, train_command
 from training.recipe import CIFAR
 from training.rundir import (TABLE_CSV, TABLE_FIGURE, TABLE_MD, error_percent,
                              finished_metrics, is_done, read_metrics, read_plan)
@@ -147,9 +148,11 @@ def markdown_table(results, title):
     lines = [f"### {title}", "", "| row | paper error (%) | this run's error (%) "
              "| mean ± std (runs) | difference |", "|---|---|---|---|---|"]
     for r in results:
-        paper = "fail (> 20)" if r["paper"] == FAIL else fmt(r["paper"])
-        lines.append(f"| {r['row']} | {paper} | {fmt(r['median'])} | {fmt(r['mean'])} ± "
-                     f"{fmt(r['std'])} ({r['runs']}) | {fmt(r['difference'], signed=True)} |")
+        paper = "fail (> 20)" if r["paper"] == FAIL else format_number(r["paper"])
+        median, mean, std = (format_number(r[k]) for k in ("median", "mean", "std"))
+        difference = format_number(r["difference"], signed=True)
+        lines.append(f"| {r['row']} | {paper} | {median} | {mean} ± {std} ({r['runs']}) | "
+                     f"{difference} |")
     incomplete = [f"{r['row']} ({', '.join(r['missing'])} missing)" for r in results
                   if r.get("missing")]
     if incomplete:

@@ -4,7 +4,8 @@ import pytest
 
 from data import stratified_split
 from experiments.findings import (FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED,
-                                  get_findings, interval, judge, overall, t_quantile)
+                                  get_findings, judge, overall)
+from experiments.intervals import interval, summary, t_quantile
 
 
 def test_registry_entries_are_complete_and_compare_their_own_rows():
@@ -101,3 +102,10 @@ def test_degradation_is_measured_as_fixed_before_its_runs():
     assert {r.projection for r in f1.rows if r.shortcut == "identity"} == {"A"}
     assert [(c.better, c.worse, c.metric) for c in f1.comparisons] == [
         ("plain-20", "plain-56", "train_error"), ("ResNet-56", "ResNet-20", "train_error")]
+
+
+def test_a_rows_summary_over_its_seeds():
+    assert summary([1.0, 3.0]) == {"per_seed": [1.0, 3.0], "mean": 2.0,
+                                   "std": pytest.approx(2 ** 0.5)}
+    assert summary([4.0]) == {"per_seed": [4.0], "mean": 4.0, "std": None}
+    assert summary([]) == {"per_seed": [], "mean": None, "std": None}

@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 import symbols
-from experiments import measure_findings
+from experiments import flow, measure_findings
 from experiments.findings import (FINDINGS, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED,
                                   get_findings)
+from experiments.scale import QUICK_WARNING, Scale, row_key, run_dir
 from training.rundir import RUNNER_LOCK
 from tests.experiments_support import (PAPER_PARAMS, identity_params, row_network,
                                        shortcut_params)
@@ -18,8 +19,8 @@ from train_support import run_script, small_cifar
 
 TRAINED = [(f, r) for f in FINDINGS if f.protocol.kind == "train" for r in f.rows]
 QUICK_IDS = ["F1", "F3", "F5"]
-WHOLE = measure_findings.Scale(False, 50000)  # the whole CIFAR-10
-SAMPLE = measure_findings.Scale(False, 5085)  # the shared sample
+WHOLE = Scale(False, 50000)  # the whole CIFAR-10
+SAMPLE = Scale(False, 5085)  # the shared sample
 
 
 @pytest.mark.parametrize("finding,row", TRAINED, ids=[f"{f.id}-{r.name}" for f, r in TRAINED])
@@ -29,9 +30,9 @@ def test_every_row_trains_the_network_it_names(finding, row, tmp_path):
     (within 2 %; plain nets as many as option A ResNets) plus exactly what its shortcut
     adds."""
     counts = []
-    for scale in (WHOLE, measure_findings.Scale(True, 5085)):
+    for scale in (WHOLE, Scale(True, 5085)):
         runs = dict(measure_findings.training_runs([finding], str(tmp_path), "cifar", scale))
-        cmd = runs[measure_findings.run_dir(str(tmp_path), finding, row, scale, 0)]
+        cmd = runs[run_dir(str(tmp_path), finding, row, scale, 0)]
         counts.append(row_network(cmd, row, scale.depth(row))[1])
     depth = row.num_layers
     # a plain net has no projection: it has the parameters of the option A ResNet
@@ -72,9 +73,9 @@ def test_shortcut_factor_pairs_units_within_a_stage():
              "stage2_unit3"]
     # 0.5 a unit inside the stages; the projection units (unit1) are left out.
     norms = [9.0, 0.25, 0.5, 7.0, 0.5, 1.0]
-    assert measure_findings.shortcut_factor(units, norms) == pytest.approx(0.5)
+    assert flow.shortcut_factor(units, norms) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="three units a stage"):
-        measure_findings.shortcut_factor(units[:2], norms[:2])
+        flow.shortcut_factor(units[:2], norms[:2])
 
 
 def findings_cli(*args):
@@ -102,12 +103,12 @@ def quick_run(generated_cifar10, tmp_path_factory):
 
 def quick_scale(data_dir):
     from data import cifar_folder, load_cifar
-    return measure_findings.Scale(True, len(load_cifar(cifar_folder(data_dir, "cifar10"))[1]))
+    return Scale(True, len(load_cifar(cifar_folder(data_dir, "cifar10"))[1]))
 
 
 def test_quick_run_writes_json_md_and_figures(quick_run):
     data_dir, out, log = quick_run
-    assert measure_findings.QUICK_WARNING in log
+    assert QUICK_WARNING in log
     with open(os.path.join(out, "findings.json")) as f:
         records = json.load(f)
     assert [r["id"] for r in records] == QUICK_IDS
@@ -123,7 +124,7 @@ def test_quick_run_writes_json_md_and_figures(quick_run):
     md = open(os.path.join(out, "findings.md")).read()
     assert "QUICK RUN" in md and md.count("![F") == len(QUICK_IDS)
     scale = quick_scale(data_dir)
-    keys = {measure_findings.row_key(r, f.protocol, scale) for f in get_findings(QUICK_IDS)
+    keys = {row_key(r, f.protocol, scale) for f in get_findings(QUICK_IDS)
             if f.protocol.kind == "train" for r in f.rows}
     assert sorted(os.listdir(os.path.join(out, "runs"))) == sorted(keys)
     # Eqn. 8 with F = 0: the gradient shrinks by exactly lambda a unit; identity keeps it.
@@ -138,7 +139,7 @@ def test_interrupted_run_resumes_without_redoing_finished_runs(quick_run):
     data_dir, out, _ = quick_run
     f1 = FINDINGS[0]
     scale = quick_scale(data_dir)
-    dirs = [measure_findings.run_dir(out, f1, r, scale, s) for r in f1.rows for s in (0, 1)]
+    dirs = [run_dir(out, f1, r, scale, s) for r in f1.rows for s in (0, 1)]
     os.remove(os.path.join(dirs[0], "done.json"))  # killed before it was marked done
     stamps = {d: os.path.getmtime(os.path.join(d, "metrics.jsonl")) for d in dirs[1:]}
     result = findings_cli("--data-dir", data_dir, "--out", out, "--quick", "--seeds", "2",
@@ -183,11 +184,11 @@ def test_f1_without_a_test_batch_stops_in_one_line(generated_cifar10, tmp_path):
 def test_findings_that_train_the_same_network_share_its_runs(tmp_path):
     # F2's identity row and F3's original unit are one network trained one way.
     f2, f3 = get_findings(["F2", "F3"])
-    scale = measure_findings.Scale(False, 5085)
+    scale = Scale(False, 5085)
     runs = measure_findings.training_runs([f2, f3], str(tmp_path), "cifar", scale, seeds=3)
     assert len(runs) == (len(f2.rows) + len(f3.rows) - 1) * 3
     assert len({d for d, _ in runs}) == len(runs)
-    cmd = dict(runs)[measure_findings.run_dir(str(tmp_path), f3, f3.rows[0], scale, 2)]
+    cmd = dict(runs)[run_dir(str(tmp_path), f3, f3.rows[0], scale, 2)]
     assert cmd[cmd.index("--seed") + 1] == "2" and "--validation-images" in cmd
     assert cmd[cmd.index("--num-iters") + 1] == str(6 * (4085 // 128))
 

@@ -3,10 +3,8 @@ the recipe, and a plan of runs launched under the folder's lock and reported."""
 import json
 import sys
 
-import pytest
-
 import train_cifar
-from experiments.runner import Row, fmt, run_plan, train_command
+from experiments.runner import Row, run_plan, train_command
 from training.recipe import CIFAR
 from training.rundir import PLAN, is_done
 
@@ -54,11 +52,3 @@ def test_run_plan_writes_the_plan_runs_the_steps_and_reports(tmp_path):
     assert any(line.startswith(f"FAILED {runs[1][0]} (exit 4)") for line in logs)
     failures = run_plan(str(out), {}, runs, log=lambda _: None)
     assert [f["run_dir"] for f in failures] == [runs[1][0]]
-
-
-@pytest.mark.parametrize("value, kwargs, text", [
-    (None, {}, "-"), ("fails too", {}, "fails too"), (6.613, {}, "6.61"),
-    (-0.5, {"signed": True}, "-0.50"), (0.004, {"digits": 3}, "0.004"),
-    (1.5e6, {"digits": 3}, "1.5e+06"), (0.0, {}, "0.00")])
-def test_fmt(value, kwargs, text):
-    assert fmt(value, **kwargs) == text

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from experiments import findings as registry
-from experiments.measure_findings import Scale, finding_record, run_dir
+from experiments.scale import Scale, run_dir
+from experiments.verdicts import finding_record
 from tests.train_support import ROOT
 from training.rundir import read_config, read_metrics
 
