@@ -10,7 +10,7 @@ import time
 import pytest
 
 from common.cli import UsageError
-from experiments import launch, local, status
+from experiments import launch, local, runstate, status
 from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar, wait_for,
                                   without_timings)
 from training.rundir import is_done, read_launch, read_metrics
@@ -105,9 +105,9 @@ def test_ctrl_c_stops_every_child_and_its_children(tmp_path):
              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
              "print('grandchild', p.pid, flush=True); time.sleep(60)")
     runs = [(str(tmp_path / f"run{k}"), [sys.executable, "-c", child]) for k in range(2)]
-    script = ("import sys; from common.cli import run_main; from experiments import jobs; "
+    script = ("import sys; from common.cli import run_main; from experiments import launch; "
               f"runs = {runs!r}; run_main(lambda _: launch.launch(runs, "
-              "jobs.parse_launch_args(['--jobs', '2', '--cpus-per-run', '1'])), "
+              "launch.parse_launch_args(['--jobs', '2', '--cpus-per-run', '1'])), "
               "prog='launcher')")
     if len(local.available_cores()) < 2:
         pytest.skip("needs two cores for two runs at once")
@@ -126,14 +126,14 @@ def test_ctrl_c_stops_every_child_and_its_children(tmp_path):
 
     pids = wait_for(grandchildren, 30, "both runs to start their grandchild")
     children = [read_launch(d).pid for d, _ in runs]
-    assert [status.run_state(d) for d, _ in runs] == ["running", "running"]
+    assert [runstate.run_state(d) for d, _ in runs] == ["running", "running"]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.strip().endswith("launcher: interrupted")
     assert "interrupted: stopped 2 run(s)" in out
     for pid in pids + children:
         assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
-    assert [status.run_state(d) for d, _ in runs] == ["not started", "not started"]
+    assert [runstate.run_state(d) for d, _ in runs] == ["not started", "not started"]
 
 
 def _zombie(pid):
