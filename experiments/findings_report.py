@@ -49,7 +49,8 @@ def markdown(records, quick=False):
                                                   for m in metrics) + " | seeds |",
                   "|---|" + "---|" * (len(metrics) + 1)]
         for name, values in r["numbers"]["rows"].items():
-            cells = [f"{format_number(values[m]['mean'], 3)} ± {format_number(values[m]['std'], 3)}" for m in metrics]
+            cells = [f"{format_number(values[m]['mean'], 3)} ± "
+                     f"{format_number(values[m]['std'], 3)}" for m in metrics]
             lines.append(f"| {name} | " + " | ".join(cells) +
                          f" | {len(r['seeds_measured'][name])} |")
         lines += ["", "| expected | metric | difference [95 % CI] | holds in | verdict |",

@@ -10,10 +10,10 @@ validate on. ``--quick`` shrinks all of it to a plumbing check. Runs live in
 the key names everything that defines how the row trains, so findings that train the
 same network the same way share its runs.
 """
-import os
 from dataclasses import dataclass
 
 from training.recipe import CIFAR
+from training.rundir import PROBES, RUNS, experiment_run_dir
 
 VALIDATION_IMAGES = 1000
 # --quick: the same findings on the smallest nets for one epoch, a plumbing check.
@@ -91,8 +91,10 @@ def row_key(row, protocol, scale):
 
 
 def run_dir(out_dir, finding, row, scale, seed):
-    kind = "probe" if finding.protocol.kind == "probe" else "runs"
-    return os.path.join(out_dir, kind, row_key(row, finding.protocol, scale), f"seed{seed}")
+    """The folder of seed ``seed`` of ``row`` of ``finding`` (``training.rundir``'s layout,
+    under the row's key)."""
+    group = PROBES if finding.protocol.kind == "probe" else RUNS
+    return experiment_run_dir(out_dir, row_key(row, finding.protocol, scale), seed, group)
 
 
 def seeds_of(finding, seeds=None):

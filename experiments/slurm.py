@@ -119,8 +119,8 @@ def slurm_executor(config, folder, name):
 
 def submit_slurm(runs, config, log=print, folder=None):
     """Submit every unfinished run not already queued or running as one job array, as
-    ``config`` (a LaunchConfig) says; the job ids go into the runs' launch.json. submitit's files go to ``folder`` (default:
-    ``slurm/`` beside the runs)."""
+    ``config`` (a LaunchConfig) says; the job ids go into the runs' launch.json.
+    submitit's files go to ``folder`` (default: ``slurm/`` beside the runs)."""
     states = slurm_states(read_launch(d).job_id for d, _ in runs) or {}
     todo = []
     for run_dir, cmd in runs:

@@ -2,7 +2,8 @@
 (%, median of 5 runs; ``FAIL`` where the paper reports that training failed, i.e. an error
 above 20 %), and the comparison of this project's runs with it.
 
-Each row's repeats train in ``OUT/<row>/run<k>`` through ``experiments.runner``;
+Repeat k of a row trains with seed k in ``OUT/runs/<row>/seed<k>`` (``training.rundir``'s
+layout of an experiment folder, as the findings' runs) through ``experiments.runner``;
 ``OUT/plan.json`` lists the table's runs; ``OUT/table.md``, ``OUT/table.csv`` and
 ``OUT/figure.{png,pdf}`` hold the comparison of the finished ones.
 """
@@ -17,7 +18,8 @@ from experiments.markdown import format_number
 from experiments.runner import Row, branch_of, run_plan, train_command
 from training.recipe import CIFAR
 from training.rundir import (TABLE_CSV, TABLE_FIGURE, TABLE_MD, error_percent,
-                             finished_metrics, is_done, read_metrics, read_plan)
+                             experiment_run_dir, finished_metrics, is_done, read_metrics,
+                             read_plan)
 
 FAIL = "fail"
 FAIL_THRESHOLD = 20.0
@@ -104,7 +106,7 @@ def budget_depth(row):
 
 
 def run_dirs(out_dir, row, repeats):
-    return [os.path.join(out_dir, row.name, f"run{k}") for k in range(repeats)]
+    return [experiment_run_dir(out_dir, row.name, k) for k in range(repeats)]
 
 
 def table_runs(out_dir, data_dir, rows, repeats, budget=None, budget_examples=None,

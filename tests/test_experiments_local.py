@@ -160,7 +160,7 @@ def run_tiny_table(cifar, out, *launch_flags):
 
 def intervals(out):
     return [(info.started, info.finished) for info in
-            (read_launch(os.path.join(out, row, "run0")) for row in ROWS)]
+            (read_launch(os.path.join(out, "runs", row, "seed0")) for row in ROWS)]
 
 
 @TWO_CORES
@@ -172,12 +172,12 @@ def test_jobs_2_runs_two_at_once_with_the_metrics_of_jobs_1(cifar, tmp_path):
     assert a1 <= b0 or b1 <= a0  # one at a time
     (a0, a1), (b0, b1) = intervals(two)
     assert a0 < b1 and b0 < a1  # at once
-    cores = [read_launch(os.path.join(two, row, "run0")).cores for row in ROWS]
+    cores = [read_launch(os.path.join(two, "runs", row, "seed0")).cores for row in ROWS]
     assert len(cores[0]) == 1 and cores[0] != cores[1]
     for row in ROWS:
-        first = read_metrics(os.path.join(one, row, "run0"))
+        first = read_metrics(os.path.join(one, "runs", row, "seed0"))
         assert len(first) == 7 and first[-1]["iteration"] == 40  # 6 epochs and 4 batches
-        assert without_timings(read_metrics(os.path.join(two, row, "run0"))) == \
+        assert without_timings(read_metrics(os.path.join(two, "runs", row, "seed0"))) == \
             without_timings(first)
     assert "| original_110 (ResNet-20) |" in printed and "Incomplete" not in printed
 
@@ -194,7 +194,7 @@ def test_failed_run_leaves_its_row_missing_and_the_command_fails(cifar, tmp_path
     assert "FAILED" in result.stdout and "(exit 2): train_cifar.py: error: --num-classes 5: " \
         "the labels of" in result.stdout
     table = open(os.path.join(out, "table.md")).read()
-    assert "Incomplete rows: original_110 (ResNet-20) (run0 missing)." in table
+    assert "Incomplete rows: original_110 (ResNet-20) (seed0 missing)." in table
 
 
 def status_lines(out):
@@ -210,7 +210,7 @@ def test_status_and_report_of_a_table_in_progress(cifar, tmp_path):
                                         "--repeats", "2", "--jobs", "1"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_sigint)
-    second = os.path.join(out, "original_110", "run1")
+    second = os.path.join(out, "runs", "original_110", "seed1")
     try:
         wait_for(lambda: len(read_metrics(second)) >= 2, 120, "2 epochs of the second run")
         during = status_lines(out)
@@ -221,12 +221,12 @@ def test_status_and_report_of_a_table_in_progress(cifar, tmp_path):
     assert during[0].split() == ["row", "repeat", "state", "epochs", "val", "err", "%",
                                  "images/s", "ETA", "job"]
     done, running, *queued = [line.split() for line in during[1:5]]
-    assert done[:4] == ["original_110", "run0", "done", "7/7"] and done[-1] == "-"
-    assert running[:3] == ["original_110", "run1", "running"]
+    assert done[:4] == ["runs/original_110", "seed0", "done", "7/7"] and done[-1] == "-"
+    assert running[:3] == ["runs/original_110", "seed1", "running"]
     assert 2 <= int(running[3].split("/")[0]) < 7 and running[3].endswith("/7")
     assert running[6].endswith("s") and running[7] == "pid"  # an ETA, the process id
-    assert [q[:3] for q in queued] == [["full_preact_110", "run0", "queued"],
-                                       ["full_preact_110", "run1", "queued"]]
+    assert [q[:3] for q in queued] == [["runs/full_preact_110", "seed0", "queued"],
+                                       ["runs/full_preact_110", "seed1", "queued"]]
     assert during[-1] == "4 run(s): 1 done, 1 running, 2 queued"
     after = status_lines(out)
     assert [line.split()[2] for line in after[1:5]] == ["done", "stopped", "not", "not"]
@@ -236,11 +236,11 @@ def test_status_and_report_of_a_table_in_progress(cifar, tmp_path):
     assert report.returncode == 0, report.stderr
     table = open(os.path.join(out, "table.md")).read()
     assert "| original_110 (ResNet-20) | 6.61 |" in table and " (1) |" in table
-    assert ("Incomplete rows: original_110 (ResNet-20) (run1 missing); full_preact_110 "
-            "(ResNet-20) (run0, run1 missing).") in table
+    assert ("Incomplete rows: original_110 (ResNet-20) (seed1 missing); full_preact_110 "
+            "(ResNet-20) (seed0, seed1 missing).") in table
     assert open(os.path.join(out, "table.csv")).read().count("\n") == 3
     # Launched again, the table resumes the stopped run and starts the others.
     _, printed = run_tiny_table(cifar, out, "--repeats", "2", "--jobs", "2")
-    assert "original_110/run0: done before, skipped" in printed
-    assert "original_110/run1: resuming" in printed
+    assert "original_110/seed0: done before, skipped" in printed
+    assert "original_110/seed1: resuming" in printed
     assert "Incomplete" not in open(os.path.join(out, "table.md")).read()

@@ -77,16 +77,16 @@ def slurm_table(slurm, cifar, tmp_path_factory):
 
 def test_a_table_through_slurm_runs_to_its_table(slurm, slurm_table):
     out, printed, seen = slurm_table
-    jobs = [read_launch(os.path.join(out, row, "run0")).job_id for row in ROWS]
+    jobs = [read_launch(os.path.join(out, "runs", row, "seed0")).job_id for row in ROWS]
     array = jobs[0].split("_")[0]
     assert jobs == [f"{array}_0", f"{array}_1"]  # one job array for the table
     for row, job in zip(ROWS, jobs):
-        assert f"{row}/run0: submitted as Slurm job {job}" in printed
+        assert f"{row}/seed0: submitted as Slurm job {job}" in printed
     assert f"follow with: python3 -m experiments status {out}" in printed
     assert set(seen[0]) <= {"queued", "running"} and seen[-1] == ("done", "done")
     assert any("running" in states for states in seen)
     for row in ROWS:
-        run = os.path.join(out, row, "run0")
+        run = os.path.join(out, "runs", row, "seed0")
         assert "epoch 7/7" in open(os.path.join(run, "train.log")).read()
         assert [r["epoch"] for r in read_metrics(run)] == list(range(1, 8))
         assert read_launch(run).attempts == 1
@@ -106,7 +106,7 @@ def run_one_row(slurm, cifar, tmp_path, interrupt):
     directory, job id, states seen)."""
     out = str(tmp_path / "table2")
     submit(slurm, cifar, out, "--rows", ROWS[0])
-    run = os.path.join(out, ROWS[0], "run0")
+    run = os.path.join(out, "runs", ROWS[0], "seed0")
     seen = []
     follow(out, lambda states: len(read_metrics(run)) >= 2, 90, seen)
     job = read_launch(run).job_id
@@ -131,7 +131,7 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_checkpoint(slurm, slurm_ta
     assert ("stopped",) in seen and seen[-1] == ("done",)
     log = open(os.path.join(run, "train.log")).read()
     assert f"resuming {run} after epoch" in log
-    reference = os.path.join(slurm_table[0], ROWS[0], "run0")
+    reference = os.path.join(slurm_table[0], "runs", ROWS[0], "seed0")
     assert without_timings(read_metrics(run)) == without_timings(read_metrics(reference))
 
 
@@ -160,7 +160,7 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm, slurm_table, cifar, tmp_
     assert info.job_id == job and info.attempts == 2  # the same job, run twice
     assert "Requeued job" in open(info.slurm_log).read()
     assert f"resuming {run} after epoch" in open(os.path.join(run, "train.log")).read()
-    reference = os.path.join(slurm_table[0], ROWS[0], "run0")
+    reference = os.path.join(slurm_table[0], "runs", ROWS[0], "seed0")
     assert without_timings(read_metrics(run)) == without_timings(read_metrics(reference))
 
 

@@ -93,7 +93,8 @@ def test_budget_table_runs_end_to_end(small_cifar, tmp_path):
     assert open(os.path.join(out, "table.csv")).read().startswith("row,paper_error,")
     assert [os.path.basename(f) for f in figure] == ["figure.png", "figure.pdf"]
     assert os.path.getsize(figure[0]) > 10000
-    config = json.load(open(os.path.join(out, "full_preact_110", "run0", "config.json")))
+    run = os.path.join(out, "runs", "full_preact_110", "seed0")
+    config = json.load(open(os.path.join(run, "config.json")))
     assert config["num_layers"] == 20 and config["unit"] == "full_preact"
     assert config["num_examples"] == 60 and config["num_iters"] == 4
 
@@ -111,8 +112,8 @@ def test_half_finished_table_resumes(small_cifar, tmp_path):
     logs = []
     results, _ = tables.run_table("table2", out, small_cifar, ROWS, budget=4,
                                   budget_examples=None, extra_args=SMALL, log=logs.append)
-    assert any(line.endswith("original_110/run0: done before, skipped") for line in logs)
-    assert any(line.endswith("full_preact_110/run0: resuming") for line in logs)
+    assert any(line.endswith("original_110/seed0: done before, skipped") for line in logs)
+    assert any(line.endswith("full_preact_110/seed0: resuming") for line in logs)
     assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2]
     assert all(r["runs"] == 1 for r in results)
 

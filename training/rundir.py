@@ -15,7 +15,8 @@ A run directory holds
   ``launch.json`` (how it was launched and where it stands) and ``done.json`` (written
   once the training exited with status 0).
 
-An experiment folder (a table, the findings) holds its runs, ``plan.json``, the lock of
+An experiment folder (a table, the findings) holds its runs, seed k of a row in
+``runs/<row>/seed<k>`` (``experiment_run_dir``), ``plan.json``, the lock of
 its runner ``.runner.lock``, submitit's files under ``slurm/``, and what it makes of its
 finished runs: ``table.md``, ``table.csv`` and ``figure.png|pdf`` (a table), or
 ``findings.json``, ``findings.md`` and ``figures/`` (the findings).
@@ -45,6 +46,7 @@ DONE = "done.json"
 PLAN = "plan.json"
 RUNNER_LOCK = ".runner.lock"  # held while an experiment's runner runs
 SLURM = "slurm"  # submitit's files
+RUNS, PROBES = "runs", "probe"  # an experiment's training runs, its probes' measurements
 TABLE_MD, TABLE_CSV, TABLE_FIGURE = "table.md", "table.csv", "figure"
 FINDINGS_JSON, FINDINGS_MD, FINDINGS_FIGURES = "findings.json", "findings.md", "figures"
 log = logging.getLogger(__name__)
@@ -523,3 +525,10 @@ def read_plan(out_dir):
 
 def write_plan(out_dir, plan):
     write_json(os.path.join(out_dir, PLAN), plan)
+
+
+def experiment_run_dir(out_dir, row, seed, group=RUNS):
+    """Where seed ``seed`` of the row named ``row`` of the experiment folder ``out_dir``
+    trains: ``OUT/runs/<row>/seed<k>`` (``group`` PROBES: where a probe's measurement of
+    it is kept, ``OUT/probe/<row>/seed<k>``)."""
+    return os.path.join(out_dir, group, row, f"seed{seed}")
