@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from experiments import runstate, slurm, status
+from experiments import runstate, status
+from experiments.slurm import slurm_states
 from tests.launch_support import (ROOT, ROWS, TABLE, experiments, generated_cifar, wait_for,
                                   without_timings)
 from tests.slurm_cluster import SlurmCluster, why_not_available
@@ -170,4 +171,4 @@ def test_status_without_slurm_believes_the_files(tmp_path):
     assert runstate.run_state(run, None) == "queued"
     assert runstate.run_state(run, {"17_3": "RUNNING"}) == "running"
     assert runstate.run_state(run, {}) == "not started"  # Slurm no longer lists it
-    assert slurm.slurm_states([]) == {}
+    assert slurm_states([]) == {}
