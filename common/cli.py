@@ -72,11 +72,9 @@ def parse_gpus(text):
     """--gpus "0,1" (or [0, 1]) -> (0, 1); None or "" -> () (the CPU)."""
     if isinstance(text, (list, tuple)):
         return tuple(int(i) for i in text)
-    if text is None or str(text).strip() == "":
-        return ()
     try:
-        return tuple(int(i) for i in str(text).split(","))
-    except ValueError:
+        return tuple(parse_ints(text, "--gpus"))
+    except UsageError:
         raise UsageError(f"--gpus expects comma-separated GPU ids, got {text!r}") from None
 
 
