@@ -7,6 +7,7 @@ lr 0.1 divided by 10 at epochs 30 and 60, 90 epochs, top-1 and top-5 accuracy, t
 augmentation (``--augmentation inception`` for random-resized crops). --data-dir holds
 train.rec/.idx and val.rec/.idx (see ``python3 -m data pack-imagenet``).
 """
+import dataclasses
 import logging
 import os
 
@@ -15,8 +16,7 @@ import numpy as np
 from common.cli import run_main
 from common.files import atomic_path
 from training.args import check_num_classes, parse_imagenet_args
-
-MEAN_IMAGE = "mean_image.npy"  # in the run directory: the per-pixel mean of 'scale'
+from training.rundir import MEAN_IMAGE, Preprocess
 
 
 def parse_args(argv=None):
@@ -25,29 +25,35 @@ def parse_args(argv=None):
 
 
 def imagenet_data(config, num_parts, part_index):
-    """Training and validation iterators, and what inference needs to preprocess images
-    as evaluation did (for config.json); --num-classes is checked against the labels of
-    the im2rec lists beside the records, where there are any. The 'scale' augmentation's
-    per-pixel mean is computed once and kept in the run directory."""
+    """Training and validation iterators, and what inference needs: the class names
+    (the image folders of the im2rec lists, where there are any) and the preprocessing of
+    evaluation (for config.json); --num-classes is checked against the lists' labels. The
+    'scale' augmentation's per-pixel mean is computed once and kept in the run directory."""
     import data
-    from data.imagenet import AUGMENTATIONS, RESIZE_RATIO, RGB_MEAN, RGB_STD, list_labels
+    from data.imagenet import (AUGMENTATIONS, RESIZE_RATIO, RGB_MEAN, RGB_STD, class_names,
+                               list_labels)
     labels, lists = list_labels(config.data_dir)
     if labels is not None:
         check_num_classes(config.num_classes, labels, " and ".join(lists))
     _, height, _ = config.image_shape
-    pre = {"image_shape": list(config.image_shape), "resize": round(height * RESIZE_RATIO),
-           "crop": height, "mean": list(RGB_MEAN), "std": list(RGB_STD)}
+    pre = Preprocess(image_shape=tuple(config.image_shape), resize=round(height * RESIZE_RATIO),
+                     crop=height, mean=RGB_MEAN, std=RGB_STD)
     mean_image = None
     if AUGMENTATIONS[config.augmentation][1] == "pixel_mean":
         mean_image = run_pixel_mean(config)
-        pre.update(mean=[round(float(v), 3) for v in mean_image.mean(axis=(1, 2))],
-                   std=[1.0, 1.0, 1.0], mean_image=MEAN_IMAGE)
+        pre = dataclasses.replace(
+            pre, mean=tuple(round(float(v), 3) for v in mean_image.mean(axis=(1, 2))),
+            std=(1.0, 1.0, 1.0), mean_image=MEAN_IMAGE)
     train, val = data.get_imagenet_iters(config.data_dir, config.batch_size,
                                          config.data_nthreads, num_parts=num_parts,
                                          part_index=part_index, image_shape=config.image_shape,
                                          seed=config.seed, augmentation=config.augmentation,
                                          mean_image=mean_image)
-    return train, val, {"preprocess": pre}
+    meta = {"preprocess": pre}
+    classes = class_names(config.data_dir)
+    if classes is not None and len(classes) == config.num_classes:
+        meta["classes"] = classes
+    return train, val, meta
 
 
 def run_pixel_mean(config):

@@ -29,9 +29,9 @@ from tqdm import tqdm
 from common.cli import check_image_shape
 from common.files import atomic_path
 from common.mx import mx
+from data.folders import IMAGE_EXTS, list_folder
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 RGB_MEAN = (123.68, 116.779, 103.939)
 RGB_STD = (58.393, 57.12, 57.375)
 RESIZE_RATIO = 256 / 224  # evaluation: shorter side 256 for a 224 crop
@@ -62,30 +62,6 @@ def inception_augmentation(crop):
 # --augmentation NAME -> (ImageRecordIter's training parameters for a crop, normalisation)
 AUGMENTATIONS = {"scale": (scale_augmentation, "pixel_mean"),
                  "inception": (inception_augmentation, "channel_mean_std")}
-
-
-def list_folder(image_folder, exts=IMAGE_EXTS):
-    """[(label, path relative to image_folder)] of the images (files ending in ``exts``),
-    the class names (sorted sub-folders), and the other files of the class folders."""
-    if not os.path.isdir(image_folder):
-        raise FileNotFoundError(f"{image_folder}: no such folder")
-    classes = sorted(d for d in os.listdir(image_folder)
-                     if os.path.isdir(os.path.join(image_folder, d)))
-    if not classes:
-        raise ValueError(f"{image_folder}: no class sub-folders")
-    items, others = [], []
-    for label, name in enumerate(classes):
-        for folder, subfolders, files in os.walk(os.path.join(image_folder, name)):
-            subfolders.sort()
-            for f in sorted(files):
-                path = os.path.relpath(os.path.join(folder, f), image_folder)
-                if os.path.splitext(f)[1].lower() in exts:
-                    items.append((label, path))
-                else:
-                    others.append(path)
-    if not items:
-        raise ValueError(f"{image_folder}: no {'/'.join(exts)} images in its class folders")
-    return items, classes, others
 
 
 @dataclass(frozen=True)
@@ -216,6 +192,24 @@ def list_labels(data_dir):
                     raise ValueError(f"{lst}:{n}: not an im2rec list line "
                                      "(index<TAB>label<TAB>path)") from None
     return (np.array(labels, np.int64) if labels else None), lists
+
+
+def class_names(data_dir):
+    """The class names of the records of ``data_dir`` (see :func:`rec_paths`): the image
+    folder of each label in the im2rec list beside train.rec, or None where there is no
+    list or its paths have no class folder."""
+    lst = os.path.splitext(rec_paths(data_dir)[0])[0] + ".lst"
+    if not os.path.isfile(lst):
+        return None
+    folders = {}
+    with open(lst) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) == 3 and "/" in fields[2]:
+                folders.setdefault(int(float(fields[1])), fields[2].split("/")[0])
+    if not folders or sorted(folders) != list(range(len(folders))):
+        return None
+    return [folders[label] for label in range(len(folders))]
 
 
 class RecordIter(mx.io.DataIter):

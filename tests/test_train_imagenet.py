@@ -53,6 +53,7 @@ def test_one_epoch_on_records_reports_top_k(recs, tmp_path):
     with open(os.path.join(out, "config.json")) as f:
         config = json.load(f)
     assert config["preprocess"]["crop"] == 48 and config["preprocess"]["resize"] == 55
+    assert config["classes"] == ["class0", "class1", "class2"]  # the packed folders
     assert rundir.find_checkpoint(out)["epoch"] == 1
 
 

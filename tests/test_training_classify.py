@@ -6,6 +6,7 @@ MXNet backend."""
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tests.train_support import ROOT, copy_run, run_script
 from training import classify
 from training.classify import INFO, PARAMS_FILE, SYMBOL_FILE, Classifier, load_image
 from training.classify import main as classify_main
-from training.export import export_model
+from training.export import export_model, read_class_names
 from training.rundir import read_metrics
 
 
@@ -194,3 +195,91 @@ def test_a_test_set_that_contradicts_the_network_is_refused_in_one_line(
     assert refusal("--test-set", generated_cifar10) == ("training.classify: error: "
         f"{generated_cifar10} holds 3x32x32 images; the network takes 3x28x28 "
         "(RESNET_TRACEBACK=1 shows the traceback)")
+
+
+@pytest.fixture(scope="module")
+def photo_export(generated_cifar10, tmp_path_factory):
+    """An export of a 1-epoch ResNet-18 trained on records of 3 class folders of 30x40
+    JPEGs with the scale augmentation (so with a per-pixel mean), and that folder."""
+    import train_imagenet
+    from PIL import Image
+    import data
+    root = tmp_path_factory.mktemp("photos")
+    images, labels = data.load_cifar(generated_cifar10)
+    for c in range(3):
+        (root / "images" / f"class{c}").mkdir(parents=True)
+        for j, i in enumerate(np.flatnonzero(labels == c)[:8]):
+            picture = Image.fromarray(images[i].transpose(1, 2, 0)).resize((40, 30))
+            picture.save(root / "images" / f"class{c}" / f"img{j}.jpg", quality=95)
+    for name in ("train", "val"):
+        data.pack_imagenet(str(root / "images"), str(root / name), progress=False)
+    run = str(root / "run")
+    train_imagenet.main(["--data-dir", str(root), "--output-dir", run, "--num-layers", "18",
+                         "--image-shape", "3,40,40", "--num-classes", "3", "--top-k", "2",
+                         "--batch-size", "8", "--num-epochs", "1", "--data-nthreads", "1",
+                         "--no-plots"])
+    names = root / "names.txt"
+    names.write_text("tench\nspringer\ncassette\n")
+    return export_model(run, class_names=read_class_names(str(names))), str(root / "images")
+
+
+def test_crop_boxes_are_the_centre_and_the_four_corners():
+    assert classify.crop_boxes(10, 8, 4) == [(3, 2, 7, 6)]
+    assert classify.crop_boxes(10, 8, 4, ten_crop=True) == [
+        (3, 2, 7, 6), (0, 0, 4, 4), (6, 0, 10, 4), (0, 4, 4, 8), (6, 4, 10, 8)]
+
+
+def test_an_export_subtracts_its_per_pixel_mean_and_ten_crops_average(photo_export):
+    from PIL import Image
+    model_dir, folder = photo_export
+    model = Classifier(model_dir, batch_size=10)
+    pre = model.info["preprocess"]
+    assert model.info["classes"] == ["class0", "class1", "class2"]  # the packed folders
+    assert model.names == ["tench", "springer", "cassette"]
+    assert pre["mean_image"] in model.info["sha256"]
+    mean = np.load(os.path.join(model_dir, pre["mean_image"]))
+    np.testing.assert_array_equal(mean, model.mean_image)
+    path = os.path.join(folder, "class1", "img0.jpg")
+    img = Image.open(path)
+    resized = classify.resize_shorter(img, pre["resize"])
+    assert min(resized.size) == pre["resize"] == 46 and resized.size == (61, 46)
+    crops = model.inputs(img, ten_crop=True)
+    assert crops.shape == (10, 3, 40, 40)
+    left = np.asarray(resized.crop((0, 0, 40, 40)), np.float32).transpose(2, 0, 1)
+    np.testing.assert_allclose(crops[1], left - mean, atol=1e-4)  # the top-left corner
+    np.testing.assert_allclose(crops[6], left[:, :, ::-1] - mean, atol=1e-4)  # mirrored
+    np.testing.assert_array_equal(crops[0], load_image(path, pre, mean))  # the centre
+    by_hand = model.probabilities(crops).mean(axis=0)
+    np.testing.assert_allclose(model.image_probabilities([img], ten_crop=True)[0], by_hand,
+                               rtol=1e-5, atol=1e-6)
+    assert len({crop.tobytes() for crop in crops}) == 10
+
+
+def test_the_errors_on_a_folder_of_class_folders(photo_export, tmp_path, capsys):
+    model_dir, folder = photo_export
+    model = Classifier(model_dir, batch_size=10)
+    items = classify.read_class_folder(folder, model.info)
+    assert len(items) == 24 and items[8] == (1, os.path.join(folder, "class1", "img0.jpg"))
+    for ten_crop in (False, True):
+        prob = np.concatenate([model.image_probabilities([classify.open_image(p)], ten_crop)
+                               for _, p in items])
+        labels = np.array([label for label, _ in items])
+        top1 = 100 * np.mean(prob.argmax(axis=1) != labels)
+        top2 = 100 * np.mean(~(np.argsort(-prob, axis=1)[:, :2] == labels[:, None]).any(axis=1))
+        assert classify.folder_errors(model, items, ten_crop, top_k=2) == \
+            pytest.approx((top1, top2))
+        for backend in ([], ["--onnx"]):
+            assert classify_main([model_dir, "--test-set", folder] + backend +
+                                 (["--ten-crop"] if ten_crop else [])) == 0
+            line = capsys.readouterr().out
+            assert f"top-1 error {top1:.2f} %, top-2 error {top2:.2f} % on the 24 images" in line
+    assert classify_main([model_dir, os.path.join(folder, "class2", "img3.jpg"), "--top-k",
+                          "3", "--ten-crop"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("tench", "springer", "cassette"))
+    shutil.copytree(os.path.join(folder, "class0"), tmp_path / "val" / "class0")
+    shutil.copytree(os.path.join(folder, "class1"), tmp_path / "val" / "goldfish")
+    with pytest.raises(ValueError, match=re.escape(
+            "class folders (class0, goldfish, ...) are not the network's classes (class0, "
+            "class1, class2, ...)")):
+        classify.read_class_folder(str(tmp_path / "val"), model.info)

@@ -2,11 +2,15 @@
 
     python3 -m training.classify runs/r110/export cat.png ship.jpg [--top-k 3] [--onnx]
     python3 -m training.classify runs/r110/export --test-set cifar [--onnx]
+    python3 -m training.classify pretrained/resnet18-imagenette photo.jpg --ten-crop
+    python3 -m training.classify runs/r18/export --test-set imagenette/val [--ten-crop]
 
 This module reads the export folder that ``training.export`` writes and owns its format:
 ``model-symbol.json`` and ``model-0000.params`` (``mx.model.load_checkpoint(prefix, 0)``),
-``model.json`` with the class names, the data set, the preprocessing of training and the
-SHA-256 of those two files, and, where onnx was installed at export, ``model.onnx``. It imports
+``model.json`` with the classes (and names to print for them where they were given), the
+data set, the preprocessing of training and the
+SHA-256 of the files, the per-pixel mean (``mean_image.npy``) where training subtracted one,
+and, where onnx was installed at export, ``model.onnx``. It imports
 MXNet in one place, ``mxnet()``, called by the MXNet backend only, so that classifying
 with ``--onnx`` needs no MXNet.
 """
@@ -18,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from common.cli import Parser, UsageError, mxnet_message, run_main
 from common.files import file_sha256, read_json
 from data.cifar import cifar_class_names, cifar_folder, load_cifar
+from data.folders import list_folder
 from data.normalization import normalize
 
 EXPORT = "export"
@@ -42,10 +47,14 @@ def read_info(model_dir):
     return read_json(info_path)
 
 
-def check_files(model_dir, info):
-    """Refuse, in one line, an MXNet export file whose SHA-256 differs from the one
-    model.json recorded when it was written (exports without sums are not checked)."""
+def check_files(model_dir, info, backend="mxnet"):
+    """Refuse, in one line, an export file whose SHA-256 differs from the one model.json
+    recorded when it was written: the MXNet files for the MXNet backend, and the files
+    both backends read (the per-pixel mean) for either (exports without sums are not
+    checked)."""
     for name, digest in info.get("sha256", {}).items():
+        if backend != "mxnet" and name in (SYMBOL_FILE, PARAMS_FILE):
+            continue
         path = os.path.join(model_dir, name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file; export the run again")
@@ -54,29 +63,90 @@ def check_files(model_dir, info):
                              f"in {INFO} at export; export the run again")
 
 
-def preprocess(img, pre):
-    """A PIL image as evaluation saw it: RGB, shorter side resized to ``resize`` (bicubic),
-    centre crop of ``crop`` pixels, normalised; a float32 (C, H, W) array."""
+def resize_shorter(img, size):
+    """``img`` (PIL) in RGB with its shorter side resized to ``size`` (bicubic, as
+    mx.image.resize_short)."""
     img = img.convert("RGB")
     width, height = img.size
-    size = pre["resize"]
     new = (size, size * height // width) if height > width else (size * width // height, size)
-    img = img.resize(new, resample=3)  # PIL.Image.BICUBIC, as mx.image.resize_short
-    left, top = (new[0] - pre["crop"]) // 2, (new[1] - pre["crop"]) // 2
-    img = img.crop((left, top, left + pre["crop"], top + pre["crop"]))
-    return normalize(np.asarray(img), pre["mean"], pre["std"], channel_axis=-1).transpose(2, 0, 1)
+    return img.resize(new, resample=3)  # PIL.Image.BICUBIC
 
 
-def load_image(path, pre):
-    """An image file as a normalised float32 (C, H, W) array (``preprocess``). Read with
-    Pillow, not MXNet, so that both backends see the same pixels."""
+def crop_boxes(width, height, crop, ten_crop=False):
+    """(left, top, right, bottom) of the centre ``crop`` x ``crop`` window of a ``width`` x
+    ``height`` image, or with ``ten_crop`` of the paper's five: the four corners and the
+    centre."""
+    left, top = (width - crop) // 2, (height - crop) // 2
+    boxes = [(left, top, left + crop, top + crop)]
+    if ten_crop:
+        boxes += [(x, y, x + crop, y + crop)
+                  for y in (0, height - crop) for x in (0, width - crop)]
+    return boxes
+
+
+def image_crops(img, pre, ten_crop=False):
+    """The crops of a PIL image that evaluation takes, as float32 (K, C, H, W) pixels:
+    shorter side resized to ``pre["resize"]``, the centre crop (K = 1), or with
+    ``ten_crop`` the 2015 paper's 10-crop testing (after Krizhevsky et al.): the centre and
+    the four corner crops and their mirror images (K = 10)."""
+    img = resize_shorter(img, pre["resize"])
+    crops = [np.asarray(img.crop(box), np.float32)
+             for box in crop_boxes(*img.size, pre["crop"], ten_crop)]
+    if ten_crop:
+        crops += [c[:, ::-1] for c in crops]
+    return np.stack(crops).transpose(0, 3, 1, 2)
+
+
+def normalise(pixels, pre, mean_image=None):
+    """(N, C, H, W) pixels as the network takes them: minus ``mean_image`` (the run's
+    per-pixel mean) where the preprocessing names one, else (x - mean) / std per channel."""
+    if pre.get("mean_image"):
+        if mean_image is None:
+            raise ValueError(f"this network subtracts the per-pixel mean {pre['mean_image']}; "
+                             "it was not given")
+        return np.asarray(pixels, np.float32) - mean_image
+    return normalize(pixels, pre["mean"], pre["std"])
+
+
+def preprocess(img, pre, mean_image=None):
+    """A PIL image as evaluation saw it, the centre crop normalised: float32 (C, H, W)."""
+    return normalise(image_crops(img, pre), pre, mean_image)[0]
+
+
+def open_image(path):
+    """A PIL image of file ``path``, decoded; one-line errors for a missing or unreadable
+    file. Read with Pillow, not MXNet, so that both backends see the same pixels."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
         with Image.open(path) as img:
-            return preprocess(img, pre)
+            img.load()
+            return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise ValueError(f"{path}: not a readable image") from None
+
+
+def load_image(path, pre, mean_image=None):
+    """An image file as a normalised float32 (C, H, W) array (``preprocess``)."""
+    return preprocess(open_image(path), pre, mean_image)
+
+
+def read_mean_image(model_dir, pre):
+    """The per-pixel mean that ``pre`` names, from ``model_dir``, or None; refused in one
+    line where it is missing or not of the crops' shape."""
+    if not pre.get("mean_image"):
+        return None
+    path = os.path.join(model_dir, pre["mean_image"])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file; export the run again")
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        raise ValueError(f"{path}: not a NumPy array file; export the run again") from None
+    if tuple(mean.shape) != tuple(pre["image_shape"]):
+        raise ValueError(f"{path} has shape {mean.shape}; the network takes "
+                         + "x".join(map(str, pre["image_shape"])))
+    return mean.astype(np.float32)
 
 
 def find_export(model_dir):
@@ -97,6 +167,10 @@ class Classifier:
         self.info = read_info(model_dir)
         self.shape = tuple(self.info["preprocess"]["image_shape"])
         self.session = self.mod = None
+        if backend in BACKENDS:
+            check_files(model_dir, self.info, backend)
+        self.mean_image = read_mean_image(model_dir, self.info["preprocess"])
+        self.names = self.info.get("class_names") or self.info["classes"]
         if backend == "onnx":
             from training.onnx_export import ONNX_FILE, Session
             record = self.info.get("onnx")
@@ -108,7 +182,6 @@ class Classifier:
         if backend != "mxnet":
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         mx = mxnet()
-        check_files(model_dir, self.info)
         try:
             sym, arg, aux = mx.model.load_checkpoint(os.path.join(model_dir, "model"), 0)
         except mx.base.MXNetError as err:
@@ -127,13 +200,26 @@ class Classifier:
         self.mod.forward(batch, is_train=False)
         return self.mod.get_outputs()[0].asnumpy()
 
-    def classify(self, paths, top_k=1):
+    def inputs(self, img, ten_crop=False):
+        """The network's inputs (K, C, H, W) of a PIL image: its centre crop, or its ten
+        crops (``image_crops``), normalised."""
+        pre = self.info["preprocess"]
+        return normalise(image_crops(img, pre, ten_crop), pre, self.mean_image)
+
+    def image_probabilities(self, images, ten_crop=False):
+        """Class probabilities (N, classes) of PIL images: of the centre crop, or the mean
+        over the ten crops."""
+        crops = np.concatenate([self.inputs(img, ten_crop) for img in images])
+        return self.probabilities(crops).reshape(len(images), -1, len(self.info["classes"])
+                                                 ).mean(axis=1)
+
+    def classify(self, paths, top_k=1, ten_crop=False):
         """[(path, [(class name, probability), ...]), ...] for image files."""
         results = []
         for path in paths:
-            prob = self.probabilities(load_image(path, self.info["preprocess"])[None])[0]
+            prob = self.image_probabilities([open_image(path)], ten_crop)[0]
             best = np.argsort(-prob)[:top_k]
-            results.append((path, [(self.info["classes"][i], float(prob[i])) for i in best]))
+            results.append((path, [(self.names[i], float(prob[i])) for i in best]))
         return results
 
 
@@ -167,12 +253,67 @@ def error_rate(model, images, labels, batch_size=TEST_BATCH):
     return 100.0 * wrong / len(images)
 
 
+def is_class_folder(data_dir, info):
+    """Whether ``data_dir`` holds a sub-folder named after one of the network's classes
+    (an ImageNet-style test set) rather than CIFAR's files."""
+    return any(os.path.isdir(os.path.join(data_dir, name)) for name in info["classes"])
+
+
+def read_class_folder(data_dir, info):
+    """[(label, image path)] of a folder of class folders, each folder named as one of the
+    network's classes (``info["classes"]``, in any order); refused in one line where the
+    folders are not the network's classes."""
+    items, folders, _ = list_folder(data_dir)
+    classes = list(info["classes"])
+    if sorted(folders) != sorted(classes):
+        raise ValueError(f"{data_dir}: its class folders ({', '.join(folders[:3])}, ...) are "
+                         f"not the network's classes ({', '.join(classes[:3])}, ...)")
+    return [(classes.index(folders[label]), os.path.join(data_dir, path))
+            for label, path in items]
+
+
+def folder_errors(model, items, ten_crop=False, top_k=5, images_per_batch=10):
+    """(top-1, top-``top_k``) error in percent of ``model`` (a Classifier) on the images
+    of ``items`` ([(label, path)], ``read_class_folder``), preprocessed as evaluation was,
+    each from its centre crop or its ten crops."""
+    wrong = wrong_k = 0
+    for start in range(0, len(items), images_per_batch):
+        chunk = items[start:start + images_per_batch]
+        prob = model.image_probabilities([open_image(path) for _, path in chunk], ten_crop)
+        labels = np.array([label for label, _ in chunk])
+        ranked = np.argsort(-prob, axis=1)
+        wrong += int(np.sum(ranked[:, 0] != labels))
+        wrong_k += int(np.sum(~(ranked[:, :top_k] == labels[:, None]).any(axis=1)))
+    return 100.0 * wrong / len(items), 100.0 * wrong_k / len(items)
+
+
+def test_set_line(model, data_dir, ten_crop, backend):
+    """The line --test-set prints: the errors of ``model`` on the test set in
+    ``data_dir``, a folder of class folders or CIFAR's files."""
+    if is_class_folder(data_dir, model.info):
+        items = read_class_folder(data_dir, model.info)
+        top_k = min(5, len(model.info["classes"]) - 1)
+        top1, topk = folder_errors(model, items, ten_crop, top_k)
+        crops = "10-crop" if ten_crop else "centre crop"
+        return (f"top-1 error {top1:.2f} %, top-{top_k} error {topk:.2f} % on the "
+                f"{len(items):,} images of {data_dir} ({crops}, {backend})")
+    if ten_crop:
+        raise ValueError("--ten-crop is for photographs; CIFAR's test set is 32x32")
+    images, labels = read_test_set(data_dir, model.info)
+    error = error_rate(model, images, labels)
+    return f"test error {error:.2f} % on the {len(images):,} test images of {data_dir} ({backend})"
+
+
 def parse_args(argv=None):
     p = Parser(prog="python3 -m training.classify", description=__doc__.splitlines()[0])
     p.add_argument("model_dir", help="export folder (or a run directory that has one)")
     p.add_argument("images", nargs="*", help="image files to classify")
     p.add_argument("--test-set", metavar="DIR",
-                   help="print the top-1 error on the CIFAR test set in DIR instead")
+                   help="print the error on the test set in DIR instead: CIFAR's files, or "
+                        "a folder of class folders of images (top-1 and top-5)")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="average the probabilities of the 2015 paper's ten crops (four "
+                        "corners and the centre, and their mirror images)")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     p.add_argument("--onnx", action="store_true",
@@ -196,12 +337,10 @@ def main(argv=None):
         model = Classifier(model_dir, None if args.gpu is None else mxnet().gpu(args.gpu),
                            batch_size=batch)
     if args.test_set:
-        images, labels = read_test_set(args.test_set, model.info)
-        error = error_rate(model, images, labels)
-        print(f"{model_dir}: test error {error:.2f} % on the {len(images):,} test images "
-              f"of {args.test_set} ({'onnx' if args.onnx else 'mxnet'})")
+        print(f"{model_dir}: " + test_set_line(model, args.test_set, args.ten_crop,
+                                               "onnx" if args.onnx else "mxnet"))
         return 0
-    for path, top in model.classify(args.images, args.top_k):
+    for path, top in model.classify(args.images, args.top_k, args.ten_crop):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
     return 0
 

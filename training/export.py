@@ -2,6 +2,7 @@
 
     python3 -m training.export runs/r110            # -> runs/r110/export
     python3 -m training.export runs/r110 --epoch 100 --out deploy/r110
+    python3 -m training.export runs/r18 --class-names names.txt
 
 An export folder holds ``model-symbol.json`` and ``model-0000.params`` (loadable with
 ``mx.model.load_checkpoint(prefix, 0)``; the output is the softmax ``prob``, no label
@@ -27,7 +28,8 @@ from data.imagenet import rec_paths
 from data.normalization import normalize
 from training import checkpoint as ckpt
 from training import onnx_export, rundir
-from training.classify import EXPORT, INFO, PARAMS_FILE, SYMBOL_FILE, preprocess
+from training.classify import (EXPORT, INFO, PARAMS_FILE, SYMBOL_FILE, normalise,
+                               preprocess, read_mean_image)
 
 CHECK_IMAGES = 16  # images an ONNX export is checked on
 
@@ -50,7 +52,7 @@ def describe(config):
     return f"ResNet-{depth} ({', '.join(parts)})"
 
 
-def generated_images(count, pre, seed=0):
+def generated_images(count, pre, mean_image=None, seed=0):
     """``count`` normalised images of smooth random colour fields with pixel noise."""
     channels, height, width = pre["image_shape"]
     rng = np.random.default_rng(seed)
@@ -58,10 +60,10 @@ def generated_images(count, pre, seed=0):
     rows = np.linspace(0, 3, height).round().astype(int)
     cols = np.linspace(0, 3, width).round().astype(int)
     pixels = coarse[:, :, rows][:, :, :, cols] + rng.normal(0, 20, (count, channels, height, width))
-    return normalize(np.clip(pixels, 0, 255), pre["mean"], pre["std"])
+    return normalise(np.clip(pixels, 0, 255), pre, mean_image)
 
 
-def data_images(config, pre, count):
+def data_images(config, pre, count, mean_image=None):
     """Up to ``count`` normalised evaluation images of the run's data set, if it can be
     read: the CIFAR test batch, or the first records of ImageNet's val.rec."""
     try:
@@ -77,7 +79,7 @@ def data_images(config, pre, count):
             images = []
             while len(images) < count and (item := record.read()) is not None:
                 with Image.open(io.BytesIO(mx.recordio.unpack(item)[1])) as img:
-                    images.append(preprocess(img, pre))
+                    images.append(preprocess(img, pre, mean_image))
             record.close()
             return np.stack(images) if images else None
     except (OSError, ValueError, KeyError):
@@ -85,12 +87,12 @@ def data_images(config, pre, count):
     return None
 
 
-def check_images(config, pre, count=CHECK_IMAGES):
+def check_images(config, pre, count=CHECK_IMAGES, mean_image=None):
     """(images, what they are): the batch an ONNX export is checked on. Real evaluation
     images where the run's data can be read, generated ones making up the rest."""
-    real = data_images(config, pre, count)
+    real = data_images(config, pre, count, mean_image)
     found = 0 if real is None else len(real)
-    made = generated_images(count - found, pre)
+    made = generated_images(count - found, pre, mean_image)
     if not found:
         return made, f"{count} generated images"
     return (np.concatenate([real, made]),
@@ -98,9 +100,12 @@ def check_images(config, pre, count=CHECK_IMAGES):
             + (f" and {count - found} generated" if count > found else ""))
 
 
-def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
+def export_model(run_dir, epoch=None, out_dir=None, onnx=True, class_names=None):
     """Write checkpoint ``epoch`` (default: the newest) of ``run_dir`` for inference;
-    returns the export folder (default ``run_dir/export``).
+    returns the export folder (default ``run_dir/export``). The classes are those the run
+    recorded (e.g. its image folders; their indices where it recorded none), with
+    ``class_names`` (in label order) to print for them where given; the run's per-pixel
+    mean, where it subtracted one, is copied beside them.
 
     With ``onnx`` (the default) and onnx and onnxruntime installed, also ``model.onnx``,
     checked first (``training.onnx_export.export_onnx``): where onnxruntime disagrees with
@@ -126,8 +131,18 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
     with atomic_path(os.path.join(out_dir, PARAMS_FILE)) as tmp:
         mx.nd.save(tmp, ckpt.join_params(arg, aux))
         sums[PARAMS_FILE] = file_sha256(tmp)
-    info = {"sha256": sums,
-        "classes": config.get("classes") or [str(i) for i in range(config["num_classes"])],
+    mean_image = read_mean_image(run_dir, config["preprocess"])
+    if mean_image is not None:
+        name = config["preprocess"]["mean_image"]
+        with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:
+            np.save(f, mean_image)
+        sums[name] = file_sha256(os.path.join(out_dir, name))
+    classes = config.get("classes") or [str(i) for i in range(config["num_classes"])]
+    if class_names is not None and len(class_names) != len(classes):
+        raise ValueError(f"{len(class_names)} class names for a network of {len(classes)} "
+                         "classes")
+    info = {"sha256": sums, "classes": classes,
+            **({"class_names": list(class_names)} if class_names is not None else {}),
         "preprocess": config["preprocess"], "dataset": config.get("dataset"),
         "epoch": manifest["epoch"],
         "run_dir": os.path.relpath(run_dir, out_dir), "num_layers": config.get("num_layers"),
@@ -136,7 +151,7 @@ def export_model(run_dir, epoch=None, out_dir=None, onnx=True):
     error = None
     if onnx:
         try:
-            info["onnx"] = write_onnx(net, arg, aux, config, out_dir)
+            info["onnx"] = write_onnx(net, arg, aux, config, out_dir, mean_image)
         except ValueError as err:
             error = err
     else:
@@ -154,7 +169,7 @@ def remove_onnx(out_dir):
         os.remove(path)
 
 
-def write_onnx(net, arg, aux, config, out_dir):
+def write_onnx(net, arg, aux, config, out_dir, mean_image=None):
     """Export ``model.onnx`` checked on ``check_images``; returns what model.json records
     of it (None, with a warning line, where onnx or onnxruntime is missing)."""
     remove_onnx(out_dir)
@@ -163,7 +178,7 @@ def write_onnx(net, arg, aux, config, out_dir):
     except ImportError as err:
         logging.warning("%s not written: %s", onnx_export.ONNX_FILE, err)
         return None
-    images, source = check_images(config, config["preprocess"])
+    images, source = check_images(config, config["preprocess"], mean_image=mean_image)
     check = onnx_export.export_onnx(net, arg, aux, images,
                                     os.path.join(out_dir, onnx_export.ONNX_FILE),
                                     describe(config))
@@ -175,12 +190,22 @@ def parse_args(argv=None):
     p.add_argument("run_dir")
     p.add_argument("--epoch", type=int, help="checkpoint to export (default: newest)")
     p.add_argument("--out", help="export folder (default: RUN_DIR/export)")
+    p.add_argument("--class-names", metavar="FILE",
+                   help="names to print for the classes, one a line in label order "
+                        "(e.g. 'tench' for the folder n01440764)")
     return p.parse_args(argv)
+
+
+def read_class_names(path):
+    """The non-empty lines of ``path``, stripped."""
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
 
 
 def main(argv=None):
     args = parse_args(argv)
-    print(export_model(args.run_dir, args.epoch, args.out))
+    names = read_class_names(args.class_names) if args.class_names else None
+    print(export_model(args.run_dir, args.epoch, args.out, class_names=names))
     return 0
 
 

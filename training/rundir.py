@@ -46,6 +46,7 @@ DONE = "done.json"
 PLAN = "plan.json"
 RUNNER_LOCK = ".runner.lock"  # held while an experiment's runner runs
 SLURM = "slurm"  # submitit's files
+MEAN_IMAGE = "mean_image.npy"  # the per-pixel mean of an ImageNet run's crops
 RUNS, PROBES = "runs", "probe"  # an experiment's training runs, its probes' measurements
 TABLE_MD, TABLE_CSV, TABLE_FIGURE = "table.md", "table.csv", "figure"
 FINDINGS_JSON, FINDINGS_MD, FINDINGS_FIGURES = "findings.json", "findings.md", "figures"
