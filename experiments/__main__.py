@@ -14,6 +14,7 @@ from common.cli import run_main
 
 
 def parse_args(argv=None):
+    """(the parsed flags, the flags that pass through to train_cifar.py)."""
     from common.cli import Parser
     p = Parser(prog="python -m experiments", description=__doc__.splitlines()[0],
                allow_abbrev=False)  # the training script's flags pass through whole
@@ -38,18 +39,17 @@ def parse_args(argv=None):
         p.error("--report needs a table and --out")
     if not args.list and not args.report and not (args.table and args.data_dir and args.out):
         p.error("give a table, --data-dir and --out (or --list)")
-    args.train_args = extra + (["--download"] if args.download else [])
-    return args
+    return args, extra + (["--download"] if args.download else [])
 
 
-def check_train_flags(args, launch):
-    """Refuse, in one line and before any run starts, the flags passed through to
-    train_cifar.py that it would refuse (a misspelt flag, a bad value), parsed by its own
-    parser; devices and dtype only where the runs train here, as ``launch`` (the
-    ``LaunchConfig``) says (Slurm's nodes check their own)."""
+def check_train_flags(args, train_args, launch):
+    """Refuse, in one line and before any run starts, the flags ``train_args`` passed
+    through to train_cifar.py that it would refuse (a misspelt flag, a bad value), parsed
+    by its own parser; devices and dtype only where the runs train here, as ``launch``
+    (the ``LaunchConfig``) says (Slurm's nodes check their own)."""
     from training.args import CifarConfig, check_args, cifar_parser
     argv = ["--data-dir", args.data_dir, "--output-dir", args.out, "--num-layers", "20"]
-    argv += (["--gpus", ",".join(launch.gpus)] if launch.gpus else []) + args.train_args
+    argv += (["--gpus", ",".join(launch.gpus)] if launch.gpus else []) + train_args
     flags = cifar_parser("python -m experiments").parse_args(argv)
     if launch.launcher == "local":
         check_args(flags, CifarConfig)
@@ -77,7 +77,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
-    args = parse_args(argv)
+    args, train_args = parse_args(argv)
     from experiments.launch import launch_config
     from experiments.tables import list_rows, report_table, run_table
     if args.list:
@@ -87,9 +87,9 @@ def main(argv=None):
     if args.report:
         results, figure = report_table(args.table, args.out, rows, args.repeats, args.budget)
     else:
-        check_train_flags(args, launch)
+        check_train_flags(args, train_args, launch)
         results, figure = run_table(args.table, args.out, args.data_dir, rows, args.repeats,
-                                    args.budget, args.budget_examples, args.train_args,
+                                    args.budget, args.budget_examples, train_args,
                                     launch_config=launch)
         if launch.launcher == "slurm":
             print(f"submitted; follow with: python3 -m experiments status {args.out}")
