@@ -94,14 +94,14 @@ def child(opts):
     """The timed training step, bracketed by markers between oneDNN's lines."""
     import symbols
     from benchmarks import bench_train
-    from training.benchmark import SyntheticIter
+    from training.benchmark import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
-    args = bench_train.project_args(opts.depth, opts.batch_size, dtype=opts.dtype,
-                                    fusion=not opts.no_fusion)
+    args = bench_train.synthetic_config(opts.depth, opts.batch_size, dtype=opts.dtype,
+                                        fusion=not opts.no_fusion)
     symbol = build_symbol(args)
     data = SyntheticIter(10, (opts.batch_size, 3, 32, 32), opts.batches)
-    mod = bench_train.project_module(args, symbol, data, get_contexts(args.gpus, args.cpus))
+    mod = synthetic_module(args, symbol, data, get_contexts(args.gpus, args.cpus))
     bench_train.time_bare(mod, data.batch, 2)  # memory plan, primitives, caches
     print(START, flush=True)
     seconds = bench_train.time_bare(mod, data.batch, opts.batches)

@@ -8,7 +8,8 @@ import pytest
 import symbols
 import train_cifar
 from common.mx import mx
-from symbols.fusion import FUSED_OP, can_fuse, fuse_bn_relu, training_symbol
+from symbols.fusion import (FUSED_OP, can_fuse, fuse_bn_relu, global_pool_as_mean,
+                            training_symbol)
 from symbols.shortcuts import SHORTCUTS
 from symbols.units import UNITS
 from training.devices import sync_params
@@ -107,6 +108,22 @@ def test_fused_bottleneck_and_imagenet_nets_train_with_the_same_numbers():
         assert_same_training_numbers(
             symbols.get_symbol(5, 18, (3, 64, 64), unit=unit, widths=(8, 16, 16, 32)),
             image_shape=(3, 64, 64))
+
+
+@pytest.mark.parametrize("image_shape,depth", [(CIFAR, 8), ((3, 64, 64), 18)])
+def test_global_pooling_as_a_mean_trains_with_the_same_numbers(image_shape, depth):
+    net = symbols.get_symbol(10, depth, image_shape, unit="original",
+                             widths=(8, 16, 32) if depth == 8 else (8, 16, 16, 32))
+    rewritten = global_pool_as_mean(net)
+    assert ops(net).count("Pooling") - ops(rewritten).count("Pooling") == 1
+    assert ops(rewritten).count("mean") == 1 and rewritten.list_arguments() == net.list_arguments()
+    (out, grads, stats), (out2, grads2, stats2) = run_executors([net, rewritten], True,
+                                                                image_shape=image_shape)
+    np.testing.assert_allclose(out2, out, rtol=1e-5, atol=1e-6)
+    for name in grads:
+        np.testing.assert_allclose(grads2[name], grads[name], rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+    assert "mean" in ops(training_symbol(net, [mx.cpu()]))
 
 
 @pytest.mark.parametrize("unit", list(UNITS))
