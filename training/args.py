@@ -158,8 +158,9 @@ def add_fit_args(parser):
                         "bfloat16: on CPUs with AVX512_BF16 or AMX, float32 weights")
     g.add_argument("--mirror", action="store_true", help="MXNet's memory mirroring "
                    "(MXNET_BACKWARD_DO_MIRROR): recompute cheap outputs in backward")
-    g.add_argument("--no-fusion", action="store_true", help="run BatchNorm and ReLU as two "
-                   "operators on the CPU (default: one fused MKL-DNN operator, same math)")
+    g.add_argument("--no-fusion", action="store_true", help="on the CPU, run the network as "
+                   "built (default: BatchNorm-ReLU fused into one MKL-DNN operator and "
+                   "global pooling run as a mean, same math)")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and "
                    "augmentation")
     g.add_argument("--output-dir", help="run directory: metrics.jsonl, config.json, checkpoints")

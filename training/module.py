@@ -53,8 +53,9 @@ def create_module(config, symbol, data_iter, contexts, kv, schedule, arg_params=
     decay and ``schedule`` of ``config`` (a ``training.args.TrainConfig``), seeded with its
     seed.
 
-    On CPUs the Module runs ``symbol`` with its BatchNorm-ReLU pairs fused into one
-    operator (same parameters and results, see ``symbols.fusion``) unless --no-fusion;
+    On CPUs the Module runs ``symbol`` rewritten (BatchNorm-ReLU pairs fused into one
+    operator, global pooling as a mean: same parameters and results, see
+    ``symbols.fusion``) unless --no-fusion;
     with --dtype bfloat16, that graph converted to bfloat16 (``symbols.precision``: the
     parameters and optimizer states stay float32).
     Updates run on the workers (not on the kvstore), so every worker holds its optimizer
