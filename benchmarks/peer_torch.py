@@ -91,9 +91,10 @@ def param_shapes(model):
     return sorted(tuple(p.shape) for p in model.parameters())
 
 
-def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, precision="float32", fused=False):
-    """A training step of ``model``: SGD with Nesterov momentum and weight decay, as the
-    project's default ``nag`` optimizer. ``precision``: "float16" trains under float16
+def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, precision="float32", fused=False,
+                 nesterov=True):
+    """A training step of ``model``: SGD with Nesterov momentum (plain momentum without
+    ``nesterov``) and weight decay, as the project's default ``nag`` optimizer. ``precision``: "float16" trains under float16
     autocast with loss scaling (GPU), "bfloat16" under bfloat16 autocast (float32
     weights, no loss scaling: bfloat16 has float32's range); the loss is computed in
     float32 either way. ``fused``: PyTorch's one-kernel SGD, the same update in fewer
@@ -101,7 +102,7 @@ def make_trainer(model, lr=0.1, momentum=0.9, wd=1e-4, precision="float32", fuse
     predictions as tensors, without waiting for their values."""
     if precision not in AUTOCAST:
         raise ValueError(f"precision must be one of {', '.join(AUTOCAST)}, got {precision!r}")
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=nesterov,
                           weight_decay=wd, fused=fused)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     device = next(model.parameters()).device.type
