@@ -34,7 +34,7 @@ def project_step(depth, batch_size, dtype):
     import symbols
     import train_imagenet
     from benchmarks.bench_train import time_bare
-    from training.benchmark import SyntheticIter, synthetic_module
+    from training.speed import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
     config = train_imagenet.parse_args(
@@ -112,7 +112,7 @@ def main(argv=None):
         if dtype not in ("float32", "bfloat16"):
             raise UsageError(f"--dtypes: float32 or bfloat16, got {dtype!r}")
         check_dtype(dtype, ())
-    from common.mx import mx  # noqa: F401  (sets OMP_NUM_THREADS where it is not set)
+    import common.mx  # noqa: F401  (sets OMP_NUM_THREADS where it is not set)
     print(f"machine: {this_cpu().label(physical_cores())}; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     for dtype in dtypes:

@@ -94,7 +94,7 @@ def child(opts):
     """The timed training step, bracketed by markers between oneDNN's lines."""
     import symbols
     from benchmarks import bench_train
-    from training.benchmark import SyntheticIter, synthetic_module
+    from training.speed import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
     args = bench_train.synthetic_config(opts.depth, opts.batch_size, dtype=opts.dtype,

@@ -29,7 +29,7 @@ def modules(depth, batch_size, dtype):
     from benchmarks.bench_train import synthetic_config
     from symbols import fusion
     from training import module
-    from training.benchmark import SyntheticIter, synthetic_module
+    from training.speed import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     config = synthetic_config(depth, batch_size, dtype=dtype)
     symbol = module.build_symbol(config)

@@ -263,7 +263,7 @@ def bench_network(depth, opts, dtype, work_dir):
     """Time every mode of ResNet-``depth``; returns the record of its medians."""
     import symbols
     from symbols import fusion
-    from training.benchmark import SyntheticIter, synthetic_module
+    from training.speed import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
     args = synthetic_config(depth, opts.batch_size, opts.gpus, dtype)
@@ -395,7 +395,7 @@ def rss_mib(field):
 
 def memory_child(depth, batch_size, framework, mirror, gpus):
     """Train one batch in this (fresh) process; print its peak memory as JSON."""
-    from training.benchmark import SyntheticIter, peak_memory, synthetic_module
+    from training.speed import SyntheticIter, peak_memory, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
     baseline = rss_mib("VmRSS")

@@ -292,7 +292,7 @@ def project_step(depth, batch_size, dtype):
     """bench_train's configuration of the project's network, the network, and its Module
     (bound, initialised, with its optimizer): ``(config, symbol, mod)``."""
     from benchmarks import bench_train
-    from training.benchmark import SyntheticIter, synthetic_module
+    from training.speed import SyntheticIter, synthetic_module
     from training.devices import get_contexts
     from training.module import build_symbol
     config = bench_train.synthetic_config(depth, batch_size, dtype=dtype)

@@ -19,7 +19,7 @@ from tests.cpuinfo_samples import SAPPHIRE_RAPIDS, ZEN3, ZEN4
 from tests.train_support import TINY, run_script
 from training import checkpoint as ckpt
 from training import rundir
-from training.benchmark import SyntheticIter
+from training.speed import SyntheticIter
 from training.module import build_symbol, create_module
 from training.schedule import StepSchedule
 

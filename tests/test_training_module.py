@@ -8,7 +8,7 @@ import pytest
 from common.cli import UsageError
 from common.mx import mx
 from training.args import parse_cifar_args
-from training.benchmark import SyntheticIter
+from training.speed import SyntheticIter
 from training.module import build_symbol, create_module, environment
 from training.schedule import StepSchedule
 

@@ -24,7 +24,7 @@ from common.mx import mx
 from data.iterator import count_batches, start_epoch
 from training import checkpoint as ckpt
 from training import rundir
-from training.benchmark import benchmark
+from training.speed import benchmark
 from training.devices import create_kvstore, get_contexts, kind_of, sync_params
 from training.evaluation import eval_module, evaluate
 from training.module import build_symbol, create_module
