@@ -1,10 +1,10 @@
-"""training/benchmark.py (--benchmark): the synthetic batches, the Module it trains and
+"""training/speed.py (--benchmark): the synthetic batches, the Module it trains and
 the figures it reports."""
 import numpy as np
 
 from common.mx import mx
 from training.args import parse_cifar_args
-from training.benchmark import SyntheticIter, benchmark, synthetic_module
+from training.speed import SyntheticIter, benchmark, synthetic_module
 from training.module import build_symbol
 
 TINY = ["--benchmark", "--num-layers", "8", "--batch-size", "4", "--benchmark-batches", "2"]
