@@ -8,7 +8,8 @@ clock its cores run at and its peaks, measured. Then, for every network and prec
 ``--dtypes``, at batch 128, alternating within each repeat:
 - real: the project's training loop (``training.loop.train_epoch``: Module update, loss and
   accuracy on the device, progress, loss checks) over the augmenting ``CifarIter``, fed
-  with the CIFAR-10 sample beside the checkout tiled to the batches needed;
+  with the CIFAR-10 files of ``--data-dir`` (default: 1,000 generated images) tiled to
+  the batches needed;
 - synthetic: the same loop over one fixed random batch;
 - bare: ``forward_backward`` + ``update`` alone, to price the metric bookkeeping;
 - unfused (CPU): the bare loop with BatchNorm and ReLU as separate operators
@@ -51,7 +52,7 @@ from common.cpu import bfloat16_missing, physical_cores, this_cpu  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.mx import mx  # noqa: E402
 
-SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
+GENERATED_IMAGES = 1000  # the real-data step's images without --data-dir
 DTYPES = ("float32", "float16", "bfloat16")
 EPOCH_IMAGES = 50000  # a CIFAR training epoch, to price a checkpoint against
 DISP_BATCHES = 20  # train_cifar.py's default --disp-batches
@@ -127,14 +128,28 @@ def synthetic_config(depth, batch_size, gpus=None, dtype="float32", mirror=False
     return train_cifar.parse_args(argv)
 
 
-def cifar_iter(data_dir, batches, batch_size):
-    """The training CifarIter (augmenting, shuffling) over the CIFAR-10 files in
-    ``data_dir``, tiled to ``batches`` full batches."""
-    from data import CifarIter, cifar_mean_std, load_cifar
+def cifar_images(data_dir):
+    """Images and labels of the CIFAR-10 training files in ``data_dir``, or where it is
+    None, GENERATED_IMAGES generated ones (``data.synthetic``: the speed of the pipeline
+    does not depend on the pixels)."""
+    from data import load_cifar
+    from data.synthetic import synthetic_images
+    if data_dir is None:
+        labels = np.arange(GENERATED_IMAGES) % 10
+        return synthetic_images(labels, 10, np.random.default_rng(0)), labels
+    if not os.path.isdir(data_dir):
+        raise UsageError(f"--data-dir {data_dir}: no such folder")
     files = sorted(f for f in os.listdir(data_dir) if f.startswith("data_batch"))
     if not files:
         raise UsageError(f"--data-dir {data_dir}: no CIFAR-10 data_batch_* file")
-    images, labels = load_cifar(data_dir, files=files)
+    return load_cifar(data_dir, files=files)
+
+
+def cifar_iter(data_dir, batches, batch_size):
+    """The training CifarIter (augmenting, shuffling) over ``cifar_images(data_dir)``,
+    tiled to ``batches`` full batches."""
+    from data import CifarIter, cifar_mean_std
+    images, labels = cifar_images(data_dir)
     mean, std = cifar_mean_std(images)
     take = np.arange(batches * batch_size) % len(images)
     return CifarIter(images[take], labels[take], batch_size, augment=True, mean=mean,
@@ -457,8 +472,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5, help="figures are medians of these")
     p.add_argument("--batches", type=int, help="batches per timed run (default: ceil(80 / depth))")
-    p.add_argument("--data-dir", default=SHARED_CIFAR,
-                   help="folder with CIFAR-10 data_batch_* files (default: the shared sample)")
+    p.add_argument("--data-dir", help="CIFAR-10 batches for the real-data step (default: "
+                   f"{GENERATED_IMAGES} generated images)")
     p.add_argument("--gpus", help="run on these GPUs, e.g. 0 (default: the CPU)")
     p.add_argument("--dtypes", default="float32", help="float32, float16 (GPUs) and/or "
                    "bfloat16 (CPUs with AVX512_BF16 or AMX; skipped on others)")
@@ -482,9 +497,8 @@ def parse_args(argv=None):
                          "float16")
     if min(opts.batch_size, opts.repeats, opts.batches or 1) < 1 or opts.mirror_batch < 0:
         raise UsageError("--batch-size, --repeats and --batches must be >= 1")
-    if not opts.memory_child and not os.path.isdir(opts.data_dir):
-        raise UsageError(f"--data-dir {opts.data_dir}: no such folder (the CIFAR-10 "
-                         "batches are needed for the real-data figures)")
+    if opts.data_dir is not None and not os.path.isdir(opts.data_dir):
+        raise UsageError(f"--data-dir {opts.data_dir}: no such folder")
     return opts
 
 

@@ -52,7 +52,6 @@ from benchmarks.bench_ops import exec_fields  # noqa: E402
 from common.cli import Parser, UsageError, run_main  # noqa: E402
 from common.cpu import check_dtype, physical_cores, this_cpu  # noqa: E402
 
-SHARED_CIFAR = os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-py")
 FRAMEWORKS = ("mxnet", "torch")
 
 # The rows of the table, in order: (key, label).
@@ -413,7 +412,7 @@ def run_child(framework, opts, work_dir):
     argv = [sys.executable, os.path.abspath(__file__), "--child", framework, "--child-out",
             out, "--depth", str(opts.depth), "--dtype", opts.dtype, "--batch-size",
             str(opts.batch_size), "--batches", str(opts.batches), "--warmup",
-            str(opts.warmup), "--data-dir", opts.data_dir]
+            str(opts.warmup)] + (["--data-dir", opts.data_dir] if opts.data_dir else [])
     if framework == "mxnet":
         env = dict(os.environ, DNNL_VERBOSE="1", DNNL_VERBOSE_TIMESTAMP="1",
                    MXNET_EXEC_BULK_EXEC_TRAIN="0")
@@ -514,8 +513,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3, help="iterations before profiling")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed runs of --batches iterations outside the profiler")
-    p.add_argument("--data-dir", default=SHARED_CIFAR,
-                   help="folder with CIFAR-10 data_batch_* files (default: the shared sample)")
+    p.add_argument("--data-dir", help="CIFAR-10 batches for MXNet's iterator (default: "
+                   "bench_train's generated images)")
     p.add_argument("--no-peer", action="store_true", help="skip PyTorch")
     p.add_argument("--max-wait", type=float, default=120, help="seconds, in all, to wait "
                    "for other processes to leave the CPUs idle before timed runs (0: never)")
@@ -527,9 +526,8 @@ def parse_args(argv=None):
     if opts.depth < 8 or (opts.depth - 2) % 6:
         raise UsageError(f"--depth {opts.depth}: the default CIFAR network is 6n+2 deep "
                          "(8, 14, 20, 56, 110...)")
-    if not os.path.isdir(opts.data_dir):
-        raise UsageError(f"--data-dir {opts.data_dir}: no such folder (bench_train's "
-                         "real-data step reads the CIFAR-10 batches)")
+    if opts.data_dir is not None and not os.path.isdir(opts.data_dir):
+        raise UsageError(f"--data-dir {opts.data_dir}: no such folder")
     check_dtype(opts.dtype)
     return opts
 

@@ -150,3 +150,12 @@ def test_bad_flags_give_one_line_errors():
     assert out.returncode == 2
     assert out.stderr.strip() == ("bench_train.py: error: --dtypes bfloat16 is for CPUs with "
                                   "native bfloat16; on GPUs use float16")
+
+
+def test_the_real_data_step_reads_generated_images_without_a_data_dir(generated_cifar10):
+    from benchmarks.bench_train import GENERATED_IMAGES, cifar_images
+    images, labels = cifar_images(None)
+    assert images.shape == (GENERATED_IMAGES, 3, 32, 32) and images.dtype == np.uint8
+    assert sorted(set(labels.tolist())) == list(range(10)) and images.std() > 20
+    files, _ = cifar_images(generated_cifar10)
+    assert files.shape == (200, 3, 32, 32)  # 5 files of 40
