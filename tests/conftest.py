@@ -9,6 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # fresh clone would (every test on generated data, only the real-image layer skipped).
 SHARED_DATA = os.environ.get("RESNET_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
 SHARED_CIFAR = os.path.join(SHARED_DATA, "cifar-10-batches-py")
+# Real ImageNet photographs are not in ../shared: the tests that read them run where this
+# names a folder of them (e.g. the imagenet-sample-images repository's files).
+IMAGENET_PHOTOS = os.environ.get("RESNET_IMAGENET_PHOTOS")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -19,6 +22,15 @@ def shared_cifar10():
     if not os.path.isfile(os.path.join(SHARED_CIFAR, "data_batch_1")):
         pytest.skip(f"real CIFAR-10 sample not found at {os.path.normpath(SHARED_CIFAR)}")
     return SHARED_CIFAR
+
+
+@pytest.fixture
+def imagenet_photos():
+    """The folder of real ImageNet photographs that RESNET_IMAGENET_PHOTOS names, or skip."""
+    if not IMAGENET_PHOTOS or not os.path.isdir(IMAGENET_PHOTOS):
+        pytest.skip("no real ImageNet photographs: set RESNET_IMAGENET_PHOTOS to a folder "
+                    "of them (see ../shared/data/README.md)")
+    return IMAGENET_PHOTOS
 
 
 @pytest.fixture(scope="session")

@@ -227,3 +227,32 @@ def test_command_line(image_folder, tmp_path, capsys):
         run_main(main, ["pack-imagenet", str(tmp_path / "nowhere"), str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code.value.code == 2 and err.count("\n") == 1 and "nowhere: no such folder" in err
+
+
+def test_real_photographs_of_every_shape_pack_and_read_back(imagenet_photos, tmp_path):
+    """Photographs of the folder (every 25th, and two greyscale ones where there are),
+    one class folder each, packed resized to a shorter side of 146 and read back through
+    the scale augmentation at 128 pixels."""
+    import glob
+    import shutil
+    photos = sorted(glob.glob(os.path.join(imagenet_photos, "*.JPEG")))
+    grey = [p for p in photos if Image.open(p).mode == "L"][:2]
+    photos = sorted(set(photos[::25] + grey))
+    for i, path in enumerate(photos):
+        (tmp_path / "images" / f"c{i:03d}").mkdir(parents=True)
+        shutil.copy(path, tmp_path / "images" / f"c{i:03d}")
+    packed = data.pack_imagenet(str(tmp_path / "images"), str(tmp_path / "train"), resize=146,
+                                progress=False)
+    assert packed.images == len(photos) and not packed.unreadable
+    assert packed.converted.get("JPEG L", 0) == len(grey)  # greyscale became RGB
+    for header, payload in read_records(str(tmp_path / "train")):
+        with Image.open(io.BytesIO(payload)) as img:
+            assert img.mode == "RGB" and min(img.size) == 146
+    shutil.copy(tmp_path / "train.rec", tmp_path / "val.rec")
+    shutil.copy(tmp_path / "train.idx", tmp_path / "val.idx")
+    mean = data.pixel_mean(str(tmp_path / "train.rec"), (3, 128, 128), data_nthreads=2)
+    train, val = data.get_imagenet_iters(str(tmp_path), batch_size=8, data_nthreads=2,
+                                         image_shape=(3, 128, 128), mean_image=mean)
+    data.start_epoch(train, 0)
+    x = np.concatenate([b.data[0].asnumpy() for b in train])
+    assert x.shape == (len(photos) // 8 * 8, 3, 128, 128) and np.isfinite(x).all()
