@@ -273,6 +273,13 @@ def test_the_errors_on_a_folder_of_class_folders(photo_export, tmp_path, capsys)
                                  (["--ten-crop"] if ten_crop else [])) == 0
             line = capsys.readouterr().out
             assert f"top-1 error {top1:.2f} %, top-2 error {top2:.2f} % on the 24 images" in line
+    assert classify_main([model_dir, "--test-set", folder, "--ten-crop", "--predictions",
+                          str(tmp_path / "pred.json")]) == 0
+    capsys.readouterr()
+    written = json.loads((tmp_path / "pred.json").read_text())
+    assert written["names"] == ["tench", "springer", "cassette"] and written["crops"] == "10-crop"
+    assert written["labels"] == [label for label, _ in items]
+    assert written["top5"] == np.argsort(-prob, axis=1)[:, :5].tolist()  # the last, 10-crop
     assert classify_main([model_dir, os.path.join(folder, "class2", "img3.jpg"), "--top-k",
                           "3", "--ten-crop"]) == 0
     printed = capsys.readouterr().out

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from common.cli import Parser, UsageError, mxnet_message, run_main
-from common.files import file_sha256, read_json
+from common.files import file_sha256, read_json, write_json
 from data.cifar import cifar_class_names, cifar_folder, load_cifar
 from data.folders import list_folder
 from data.normalization import normalize
@@ -272,33 +272,60 @@ def read_class_folder(data_dir, info):
             for label, path in items]
 
 
-def folder_errors(model, items, ten_crop=False, top_k=5, images_per_batch=10):
-    """(top-1, top-``top_k``) error in percent of ``model`` (a Classifier) on the images
-    of ``items`` ([(label, path)], ``read_class_folder``), preprocessed as evaluation was,
-    each from its centre crop or its ten crops."""
-    wrong = wrong_k = 0
-    for start in range(0, len(items), images_per_batch):
-        chunk = items[start:start + images_per_batch]
-        prob = model.image_probabilities([open_image(path) for _, path in chunk], ten_crop)
-        labels = np.array([label for label, _ in chunk])
-        ranked = np.argsort(-prob, axis=1)
-        wrong += int(np.sum(ranked[:, 0] != labels))
-        wrong_k += int(np.sum(~(ranked[:, :top_k] == labels[:, None]).any(axis=1)))
-    return 100.0 * wrong / len(items), 100.0 * wrong_k / len(items)
+def folder_probabilities(model, items, ten_crop=False, images_per_batch=10):
+    """Class probabilities (N, classes) of ``model`` (a Classifier) for the images of
+    ``items`` ([(label, path)], ``read_class_folder``), preprocessed as evaluation was,
+    each from its centre crop or the mean over its ten crops."""
+    return np.concatenate([
+        model.image_probabilities([open_image(path) for _, path in
+                                   items[start:start + images_per_batch]], ten_crop)
+        for start in range(0, len(items), images_per_batch)])
 
 
-def test_set_line(model, data_dir, ten_crop, backend):
+def top_k_errors(prob, labels, top_k=5):
+    """(top-1, top-``top_k``) error in percent of class probabilities ``prob`` (N, classes)
+    against ``labels``."""
+    ranked = np.argsort(-prob, axis=1)
+    labels = np.asarray(labels)
+    wrong = np.mean(ranked[:, 0] != labels)
+    wrong_k = np.mean(~(ranked[:, :top_k] == labels[:, None]).any(axis=1))
+    return 100.0 * float(wrong), 100.0 * float(wrong_k)
+
+
+def folder_errors(model, items, ten_crop=False, top_k=5):
+    """(top-1, top-``top_k``) error in percent of ``model`` on the images of ``items``."""
+    prob = folder_probabilities(model, items, ten_crop)
+    return top_k_errors(prob, [label for label, _ in items], top_k)
+
+
+def write_predictions(path, model, items, prob, ten_crop):
+    """Each image's label and five most probable classes, with the class names, as JSON
+    (``plots.confusion`` draws the confusion matrix and per-class accuracy of it)."""
+    ranked = np.argsort(-prob, axis=1)[:, :5]
+    write_json(path, {"classes": list(model.info["classes"]), "names": list(model.names),
+                      "crops": "10-crop" if ten_crop else "centre crop",
+                      "images": [os.path.basename(p) for _, p in items],
+                      "labels": [label for label, _ in items],
+                      "top5": ranked.tolist()})
+
+
+def test_set_line(model, data_dir, ten_crop, backend, predictions=None):
     """The line --test-set prints: the errors of ``model`` on the test set in
-    ``data_dir``, a folder of class folders or CIFAR's files."""
+    ``data_dir``, a folder of class folders or CIFAR's files; a folder's predictions go to
+    the file ``predictions`` where it is given."""
     if is_class_folder(data_dir, model.info):
         items = read_class_folder(data_dir, model.info)
         top_k = min(5, len(model.info["classes"]) - 1)
-        top1, topk = folder_errors(model, items, ten_crop, top_k)
+        prob = folder_probabilities(model, items, ten_crop)
+        top1, topk = top_k_errors(prob, [label for label, _ in items], top_k)
+        if predictions:
+            write_predictions(predictions, model, items, prob, ten_crop)
         crops = "10-crop" if ten_crop else "centre crop"
         return (f"top-1 error {top1:.2f} %, top-{top_k} error {topk:.2f} % on the "
                 f"{len(items):,} images of {data_dir} ({crops}, {backend})")
-    if ten_crop:
-        raise ValueError("--ten-crop is for photographs; CIFAR's test set is 32x32")
+    if ten_crop or predictions:
+        raise ValueError("--ten-crop and --predictions are for a folder of class folders of "
+                         "photographs, not CIFAR's test set")
     images, labels = read_test_set(data_dir, model.info)
     error = error_rate(model, images, labels)
     return f"test error {error:.2f} % on the {len(images):,} test images of {data_dir} ({backend})"
@@ -314,6 +341,9 @@ def parse_args(argv=None):
     p.add_argument("--ten-crop", action="store_true",
                    help="average the probabilities of the 2015 paper's ten crops (four "
                         "corners and the centre, and their mirror images)")
+    p.add_argument("--predictions", metavar="FILE",
+                   help="with --test-set on a folder: also write every image's label and "
+                        "top-5 classes to FILE (JSON; python3 -m plots.confusion draws it)")
     p.add_argument("--top-k", type=int, default=1)
     p.add_argument("--gpu", type=int, help="GPU id (default: CPU)")
     p.add_argument("--onnx", action="store_true",
@@ -329,6 +359,8 @@ def main(argv=None):
         raise UsageError("--onnx runs on the CPU; it takes no --gpu")
     if bool(args.images) == bool(args.test_set):
         raise UsageError("give image files or --test-set DIR, one of the two")
+    if args.predictions and not args.test_set:
+        raise UsageError("--predictions FILE goes with --test-set DIR")
     model_dir = find_export(args.model_dir)
     batch = TEST_BATCH if args.test_set else 1
     if args.onnx:
@@ -338,7 +370,8 @@ def main(argv=None):
                            batch_size=batch)
     if args.test_set:
         print(f"{model_dir}: " + test_set_line(model, args.test_set, args.ten_crop,
-                                               "onnx" if args.onnx else "mxnet"))
+                                               "onnx" if args.onnx else "mxnet",
+                                               args.predictions))
         return 0
     for path, top in model.classify(args.images, args.top_k, args.ten_crop):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
