@@ -23,6 +23,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from common.cli import Parser, UsageError, int_list, run_main  # noqa: E402
+from benchmarks.bench_train import parse_dtypes  # noqa: E402
 from common.cpu import check_dtype, physical_cores, this_cpu  # noqa: E402
 
 IMAGE = (3, 224, 224)
@@ -107,10 +108,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     opts = parse_args(argv)
-    dtypes = [d.strip() for d in opts.dtypes.split(",") if d.strip()]
+    dtypes = parse_dtypes(opts.dtypes, ("float32", "bfloat16"))
     for dtype in dtypes:
-        if dtype not in ("float32", "bfloat16"):
-            raise UsageError(f"--dtypes: float32 or bfloat16, got {dtype!r}")
         check_dtype(dtype, ())
     import common.mx  # noqa: F401  (sets OMP_NUM_THREADS where it is not set)
     print(f"machine: {this_cpu().label(physical_cores())}; "

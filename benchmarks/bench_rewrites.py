@@ -17,6 +17,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from common.cli import Parser, int_list, run_main  # noqa: E402
+from benchmarks.bench_train import parse_dtypes  # noqa: E402
 from common.cpu import check_dtype, physical_cores, this_cpu  # noqa: E402
 
 # name -> the rewrites of symbols.fusion applied, in order
@@ -81,7 +82,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     opts = parse_args(argv)
-    dtypes = [d.strip() for d in opts.dtypes.split(",") if d.strip()]
+    dtypes = parse_dtypes(opts.dtypes, ("float32", "bfloat16"))
     for dtype in dtypes:
         check_dtype(dtype, ())
     print(f"machine: {this_cpu().label(physical_cores())}")

@@ -464,6 +464,15 @@ def memory_lines(opts):
 
 # -- the command --------------------------------------------------------------------------
 
+def parse_dtypes(text, allowed=DTYPES):
+    """--dtypes "float32,bfloat16" -> ["float32", "bfloat16"]; a one-line UsageError for a
+    precision not in ``allowed``."""
+    dtypes = [d.strip() for d in text.split(",") if d.strip()]
+    if not dtypes or any(d not in allowed for d in dtypes):
+        raise UsageError(f"--dtypes takes {', '.join(allowed)}, got {text}")
+    return dtypes
+
+
 def parse_args(argv=None):
     from common.cli import Parser
     p = Parser(prog="bench_train.py", description=__doc__.splitlines()[0])
@@ -487,9 +496,7 @@ def parse_args(argv=None):
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
-    opts.dtypes = opts.dtypes.split(",")
-    if any(d not in DTYPES for d in opts.dtypes):
-        raise UsageError(f"--dtypes takes {', '.join(DTYPES)}, got {','.join(opts.dtypes)}")
+    opts.dtypes = parse_dtypes(opts.dtypes)
     if "float16" in opts.dtypes and not opts.gpus:
         raise UsageError("--dtypes float16 needs --gpus")
     if "bfloat16" in opts.dtypes and opts.gpus:

@@ -2,8 +2,8 @@
 import argparse
 
 from common.cli import UsageError, run_main
-from common.files import write_text
 from plots.curves import X_AXES, plot_runs, results_table
+from plots.output import report
 
 
 def parse_args(argv=None):
@@ -26,14 +26,9 @@ def main(argv=None):
     if args.labels and len(args.labels) != len(args.runs):
         raise UsageError(f"--label given {len(args.labels)} times for {len(args.runs)} runs")
     train_key = "train_error" if args.train_error else "train_loss"
-    for path in plot_runs(args.runs, args.out, x=args.x, labels=args.labels, title=args.title,
-                          train_key=train_key):
-        print(f"wrote {path}")
-    table = results_table(args.runs, labels=args.labels)
-    if args.table:
-        write_text(args.table, table)
-        print(f"wrote {args.table}")
-    print(table, end="")
+    paths = plot_runs(args.runs, args.out, x=args.x, labels=args.labels, title=args.title,
+                      train_key=train_key)
+    report(paths, results_table(args.runs, labels=args.labels), args.table)
     return 0
 
 

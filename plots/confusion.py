@@ -14,7 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from common.cli import run_main
-from common.files import atomic_path, read_json, write_text
+from common.files import atomic_path, read_json
+from plots.output import report
 
 
 def read_predictions(path):
@@ -109,13 +110,8 @@ def main(argv=None):
     args = parse_args(argv)
     labels, top5, names, crops = read_predictions(args.predictions)
     matrix = confusion_matrix(labels, top5[:, 0], len(names))
-    for path in plot_confusion(matrix, names, args.out, args.title):
-        print(f"wrote {path}")
-    table = per_class_table(labels, top5, names)
-    if args.table:
-        write_text(args.table, table)
-        print(f"wrote {args.table}")
-    print(table, end="")
+    report(plot_confusion(matrix, names, args.out, args.title),
+           per_class_table(labels, top5, names), args.table)
     return 0
 
 
