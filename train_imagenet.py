@@ -30,14 +30,15 @@ def imagenet_data(config, num_parts, part_index):
     evaluation (for config.json); --num-classes is checked against the lists' labels. The
     'scale' augmentation's per-pixel mean is computed once and kept in the run directory."""
     import data
-    from data.imagenet import (AUGMENTATIONS, RESIZE_RATIO, RGB_MEAN, RGB_STD, class_names,
+    from data.imagenet import (AUGMENTATIONS, RGB_MEAN, RGB_STD, class_names, eval_params,
                                list_labels)
     labels, lists = list_labels(config.data_dir)
     if labels is not None:
         check_num_classes(config.num_classes, labels, " and ".join(lists))
     _, height, _ = config.image_shape
-    pre = Preprocess(image_shape=tuple(config.image_shape), resize=round(height * RESIZE_RATIO),
-                     crop=height, mean=RGB_MEAN, std=RGB_STD)
+    pre = Preprocess(image_shape=tuple(config.image_shape),
+                     resize=eval_params(config.image_shape)["resize"], crop=height,
+                     mean=RGB_MEAN, std=RGB_STD)
     mean_image = None
     if AUGMENTATIONS[config.augmentation][1] == "pixel_mean":
         mean_image = run_pixel_mean(config)

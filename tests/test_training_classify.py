@@ -266,8 +266,8 @@ def test_the_errors_on_a_folder_of_class_folders(photo_export, tmp_path, capsys)
         labels = np.array([label for label, _ in items])
         top1 = 100 * np.mean(prob.argmax(axis=1) != labels)
         top2 = 100 * np.mean(~(np.argsort(-prob, axis=1)[:, :2] == labels[:, None]).any(axis=1))
-        assert classify.folder_errors(model, items, ten_crop, top_k=2) == \
-            pytest.approx((top1, top2))
+        assert classify.top_k_errors(classify.folder_probabilities(model, items, ten_crop),
+                                     labels, top_k=2) == pytest.approx((top1, top2))
         for backend in ([], ["--onnx"]):
             assert classify_main([model_dir, "--test-set", folder] + backend +
                                  (["--ten-crop"] if ten_crop else [])) == 0

@@ -292,12 +292,6 @@ def top_k_errors(prob, labels, top_k=5):
     return 100.0 * float(wrong), 100.0 * float(wrong_k)
 
 
-def folder_errors(model, items, ten_crop=False, top_k=5):
-    """(top-1, top-``top_k``) error in percent of ``model`` on the images of ``items``."""
-    prob = folder_probabilities(model, items, ten_crop)
-    return top_k_errors(prob, [label for label, _ in items], top_k)
-
-
 def write_predictions(path, model, items, prob, ten_crop):
     """Each image's label and five most probable classes, with the class names, as JSON
     (``plots.confusion`` draws the confusion matrix and per-class accuracy of it)."""
